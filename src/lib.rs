@@ -1,0 +1,17 @@
+//! cfxm runs massive Conflux test networks on cloud servers as a declarative reconciler.
+//!
+//! A spec (YAML) says what should exist; cfxm discovers what does exist by its tags, plans the
+//! difference as a dependency graph, and applies it in parallel. Modules are the phases of that
+//! flow (DESIGN §4):
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`cli`] | clap definitions; each command builds an options struct and calls one library function |
+//! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
+//! | [`state`] | the state directory and the original tool's `hosts.json` format |
+//!
+//! Libraries never print: they return values or emit events, and `cli` draws them.
+
+pub mod cli;
+pub mod spec;
+pub mod state;

@@ -1,0 +1,7 @@
+//! The state directory: what cfxm remembers between runs, per spec.
+//!
+//! Layout (DESIGN §9): `state/<spec-name>/{lock, journal.jsonl, inventory.json, hosts.json,
+//! known_hosts, runs/<timestamp>/}`. For now this holds the `hosts.json` format, which the
+//! `static` cloud reads; the lock, journal and inventory come with the reconciler.
+
+pub mod hosts_json;
