@@ -13,5 +13,6 @@
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
 pub mod cli;
+pub mod provider;
 pub mod spec;
 pub mod state;
