@@ -8,6 +8,7 @@
 //! | --- | --- |
 //! | [`cli`] | clap definitions; each command builds an options struct and calls one library function |
 //! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
+//! | [`provider`] | cloud API clients and the classification of their errors |
 //! | [`state`] | the state directory and the original tool's `hosts.json` format |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
