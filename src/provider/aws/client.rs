@@ -133,6 +133,9 @@ impl AwsClient {
     /// Builds a client with explicit credentials and endpoint (tests, or callers with their own
     /// configuration).
     pub fn new(credentials: Credentials, endpoint: Endpoint) -> Result<Self, AwsSetupError> {
+        // reqwest is built with `rustls-no-provider` and panics without a process-wide provider;
+        // `main` installs ring, and so does this for library callers (a no-op when already set).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("cfxm/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
