@@ -20,7 +20,10 @@ async fn regions_zones_offerings_and_images_are_read() {
 
     let regions = ec2.describe_regions().await.unwrap();
     assert!(regions.iter().any(|r| r.name.as_str() == "us-east-1"));
-    assert!(regions.iter().any(|r| r.name.as_str() == "me-south-1"), "{regions:?}");
+    assert!(
+        regions.iter().any(|r| r.name.as_str() == "me-south-1"),
+        "{regions:?}"
+    );
 
     let zones = ec2.describe_availability_zones().await.unwrap();
     let names: Vec<_> = zones.iter().map(|z| z.name.as_str()).collect();
@@ -36,7 +39,11 @@ async fn regions_zones_offerings_and_images_are_read() {
     let offered: BTreeSet<_> = offers.iter().map(|o| o.location.as_str()).collect();
     assert!(offered.contains("us-east-1a"), "{offered:?}");
     assert!(!offered.contains("us-east-1e"), "{offered:?}");
-    assert!(offers.iter().all(|o| o.instance_type.as_str() == "t3.micro"));
+    assert!(
+        offers
+            .iter()
+            .all(|o| o.instance_type.as_str() == "t3.micro")
+    );
 
     // Images by owner, then by name (how the spec's `image:` is resolved).
     let all = ec2.describe_images(&["amazon"], &[], &[]).await.unwrap();
@@ -47,9 +54,16 @@ async fn regions_zones_offerings_and_images_are_read() {
         .describe_images(&["amazon"], &[], &[Filter::new("name", [name.as_str()])])
         .await
         .unwrap();
-    assert!(named.iter().all(|i| i.name.as_deref() == Some(name.as_str())));
+    assert!(
+        named
+            .iter()
+            .all(|i| i.name.as_deref() == Some(name.as_str()))
+    );
     assert!(named.iter().any(|i| i.id == pick.id));
-    let by_id = ec2.describe_images(&[], &[pick.id.clone()], &[]).await.unwrap();
+    let by_id = ec2
+        .describe_images(&[], std::slice::from_ref(&pick.id), &[])
+        .await
+        .unwrap();
     assert_eq!(by_id.len(), 1);
     assert!(by_id[0].root_device_name.is_some());
 }
@@ -110,15 +124,27 @@ async fn instances_launch_tagged_and_are_found_by_tag_across_pages() {
     // Seven launches of one and one of three: 10 instances in 8 reservations; plus bob's.
     let mut launched = Vec::new();
     for i in 0..7 {
-        let got = ec2.run_instances(&launch(1, &mine, &format!("cfxm-t-{i}"))).await.unwrap();
+        let got = ec2
+            .run_instances(&launch(1, &mine, &format!("cfxm-t-{i}")))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1);
         launched.extend(got);
     }
-    let three = ec2.run_instances(&launch(3, &mine, "cfxm-t-big")).await.unwrap();
+    let three = ec2
+        .run_instances(&launch(3, &mine, "cfxm-t-big"))
+        .await
+        .unwrap();
     assert_eq!(three.len(), 3);
     launched.extend(three);
-    let bobs = ec2.run_instances(&launch(1, &theirs, "cfxm-t-bob")).await.unwrap();
-    assert!(launched.iter().all(|i| i.tags == mine), "tags at creation: {launched:?}");
+    let bobs = ec2
+        .run_instances(&launch(1, &theirs, "cfxm-t-bob"))
+        .await
+        .unwrap();
+    assert!(
+        launched.iter().all(|i| i.tags == mine),
+        "tags at creation: {launched:?}"
+    );
 
     // The wire request: tags for instance and volume, token, public IP, gp3 disk.
     let sent = proxy.recorded_actions("RunInstances");
@@ -146,10 +172,17 @@ async fn instances_launch_tagged_and_are_found_by_tag_across_pages() {
 
     // Found by exact tags, every page, nothing of bob's.
     let before = proxy.recorded_actions("DescribeInstances").len();
-    let found = ec2.describe_instances(&InstanceQuery::tagged(&mine)).await.unwrap();
+    let found = ec2
+        .describe_instances(&InstanceQuery::tagged(&mine))
+        .await
+        .unwrap();
     let pages = proxy.recorded_actions("DescribeInstances");
     let pages = &pages[before..];
-    assert!(pages.len() >= 2, "expected several pages, got {}", pages.len());
+    assert!(
+        pages.len() >= 2,
+        "expected several pages, got {}",
+        pages.len()
+    );
     assert_eq!(pages[0].get("MaxResults"), Some("5"));
     assert!(pages[1].get("NextToken").is_some());
     let ids: BTreeSet<_> = found.iter().map(|i| i.id.clone()).collect();
@@ -163,7 +196,12 @@ async fn instances_launch_tagged_and_are_found_by_tag_across_pages() {
         assert_eq!(i.key_name.as_ref(), Some(&key));
         assert!(i.public_ip.is_some(), "no public IP: {i:?}");
         assert!(i.private_ip.is_some());
-        assert!(i.client_token.as_deref().is_some_and(|t| t.starts_with("cfxm-t-")), "{i:?}");
+        assert!(
+            i.client_token
+                .as_deref()
+                .is_some_and(|t| t.starts_with("cfxm-t-")),
+            "{i:?}"
+        );
     }
 
     // The root volumes carry the tags too.
@@ -184,7 +222,10 @@ async fn instances_launch_tagged_and_are_found_by_tag_across_pages() {
         ..Default::default()
     };
     let by_id = ec2.describe_instances(&q).await.unwrap();
-    assert_eq!(by_id.iter().map(|i| i.id.clone()).collect::<Vec<_>>().len(), 2);
+    assert_eq!(
+        by_id.iter().map(|i| i.id.clone()).collect::<Vec<_>>().len(),
+        2
+    );
     let last = proxy.recorded_actions("DescribeInstances").pop().unwrap();
     assert!(last.get("MaxResults").is_none());
 
@@ -192,18 +233,33 @@ async fn instances_launch_tagged_and_are_found_by_tag_across_pages() {
     let ids: Vec<_> = want.into_iter().collect();
     let changes = ec2.terminate_instances(&ids).await.unwrap();
     assert_eq!(changes.len(), 10);
-    assert!(changes.iter().all(|c| c.previous.name == InstanceStateName::Running));
-    assert!(ec2.describe_instances(&InstanceQuery::tagged(&mine)).await.unwrap().is_empty());
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.previous.name == InstanceStateName::Running)
+    );
+    assert!(
+        ec2.describe_instances(&InstanceQuery::tagged(&mine))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let with_dead = InstanceQuery {
         include_terminated: true,
         ..InstanceQuery::tagged(&mine)
     };
     let dead = ec2.describe_instances(&with_dead).await.unwrap();
     assert_eq!(dead.len(), 10);
-    assert!(dead.iter().all(|i| i.state.name == InstanceStateName::Terminated));
+    assert!(
+        dead.iter()
+            .all(|i| i.state.name == InstanceStateName::Terminated)
+    );
 
     // Bob's instance is untouched.
-    let left = ec2.describe_instances(&InstanceQuery::tagged(&theirs)).await.unwrap();
+    let left = ec2
+        .describe_instances(&InstanceQuery::tagged(&theirs))
+        .await
+        .unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].id, bobs[0].id);
 

@@ -15,7 +15,8 @@ use cfxm::spec::{Cidr, RegionId};
 pub const REGION: &str = "us-east-1";
 
 /// An OpenSSH ed25519 public key (moto checks the format on import).
-pub const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIChI3YfmGrty57Hea29mYU2jrAZEwj4JWzB0CP5kzabT cfxm-test";
+pub const PUBLIC_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIChI3YfmGrty57Hea29mYU2jrAZEwj4JWzB0CP5kzabT cfxm-test";
 
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -72,7 +72,6 @@ impl Moto {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-
 }
 
 impl Drop for Moto {

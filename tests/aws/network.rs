@@ -34,7 +34,13 @@ async fn network_resources_live_and_die_by_their_tags() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].id, vpc.id);
     assert_eq!(found[0].tags, mine);
-    assert_eq!(ec2.describe_vpcs(&[vpc.id.clone()], &[]).await.unwrap().len(), 1);
+    assert_eq!(
+        ec2.describe_vpcs(std::slice::from_ref(&vpc.id), &[])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Internet gateway, attached, and the main route table's default route through it.
     let igw = ec2.create_internet_gateway(&mine).await.unwrap();
@@ -44,8 +50,14 @@ async fn network_resources_live_and_die_by_their_tags() {
     assert_eq!(igws[0].tags, mine);
     assert_eq!(igws[0].attachments.len(), 1);
     assert_eq!(igws[0].attachments[0].vpc_id, vpc.id);
-    let table = ec2.main_route_table(&vpc.id).await.unwrap().expect("a main route table");
-    ec2.create_route(&table.id, "0.0.0.0/0", &igw.id).await.unwrap();
+    let table = ec2
+        .main_route_table(&vpc.id)
+        .await
+        .unwrap()
+        .expect("a main route table");
+    ec2.create_route(&table.id, "0.0.0.0/0", &igw.id)
+        .await
+        .unwrap();
     let table = ec2.main_route_table(&vpc.id).await.unwrap().unwrap();
     let default = table.route_to("0.0.0.0/0").expect("the default route");
     assert_eq!(default.gateway_id.as_deref(), Some(igw.id.as_str()));
@@ -114,7 +126,10 @@ async fn network_resources_live_and_die_by_their_tags() {
     assert!(!imported.fingerprint.is_empty());
     let found = ec2.find_key_pair(&key).await.unwrap().expect("imported");
     assert_eq!(found.tags, mine);
-    assert_eq!(ec2.describe_key_pairs(&[], &by_tags).await.unwrap().len(), 1);
+    assert_eq!(
+        ec2.describe_key_pairs(&[], &by_tags).await.unwrap().len(),
+        1
+    );
 
     // Every create carried the tags in the call itself.
     for (action, kind) in [
@@ -134,16 +149,30 @@ async fn network_resources_live_and_die_by_their_tags() {
 
     // DescribeTags sees every kind at once.
     let tagged = ec2
-        .describe_tags(&[Filter::new("key", ["cfxm-spec"]), Filter::new("value", ["net"])])
+        .describe_tags(&[
+            Filter::new("key", ["cfxm-spec"]),
+            Filter::new("value", ["net"]),
+        ])
         .await
         .unwrap();
     let mut kinds: Vec<_> = tagged
         .iter()
-        .filter(|t| [vpc.id.as_str(), igw.id.as_str(), sg.as_str(), subnets[0].id.as_str()].contains(&t.resource_id.as_str()))
+        .filter(|t| {
+            [
+                vpc.id.as_str(),
+                igw.id.as_str(),
+                sg.as_str(),
+                subnets[0].id.as_str(),
+            ]
+            .contains(&t.resource_id.as_str())
+        })
         .map(|t| t.resource_type.as_str())
         .collect();
     kinds.sort();
-    assert_eq!(kinds, ["internet-gateway", "security-group", "subnet", "vpc"]);
+    assert_eq!(
+        kinds,
+        ["internet-gateway", "security-group", "subnet", "vpc"]
+    );
 
     // Deleting the VPC first is refused while things depend on it: a Conflict to wait out.
     let early = ec2.delete_vpc(&vpc.id).await.unwrap_err();
@@ -162,9 +191,24 @@ async fn network_resources_live_and_die_by_their_tags() {
     ec2.delete_key_pair(&key).await.unwrap();
 
     assert!(ec2.describe_vpcs(&[], &by_tags).await.unwrap().is_empty());
-    assert!(ec2.describe_internet_gateways(&[], &by_tags).await.unwrap().is_empty());
-    assert!(ec2.describe_subnets(&[], &by_tags).await.unwrap().is_empty());
-    assert!(ec2.describe_security_groups(&[], &by_tags).await.unwrap().is_empty());
+    assert!(
+        ec2.describe_internet_gateways(&[], &by_tags)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_subnets(&[], &by_tags)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ec2.describe_security_groups(&[], &by_tags)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(ec2.find_key_pair(&key).await.unwrap().is_none());
 
     // Already gone is NotFound, which destroy treats as done.
@@ -174,6 +218,9 @@ async fn network_resources_live_and_die_by_their_tags() {
     assert_eq!(gone.class, ErrorClass::NotFound, "{gone}");
 
     // The neighbours are untouched.
-    let left = ec2.describe_vpcs(&[theirs.id.clone(), untagged.id.clone()], &[]).await.unwrap();
+    let left = ec2
+        .describe_vpcs(&[theirs.id.clone(), untagged.id.clone()], &[])
+        .await
+        .unwrap();
     assert_eq!(left.len(), 2);
 }
