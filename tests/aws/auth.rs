@@ -123,7 +123,12 @@ async fn signatures_are_checked_and_a_wrong_secret_fails_clearly() {
         text.starts_with("EC2 `DescribeVpcs` in us-east-1 failed with `AuthFailure`: AWS was not able to validate the provided access credentials"),
         "{text}"
     );
-    assert!(text.contains("check the AWS credentials"), "{text}");
+    assert!(
+        text.contains(
+            "check the AWS credentials (these came from credentials given by the caller)"
+        ),
+        "{text}"
+    );
     assert!(!text.contains("not-the-secret"), "{text}");
 
     // An unknown key id fails the same way.
@@ -175,4 +180,11 @@ async fn signatures_are_checked_and_a_wrong_secret_fails_clearly() {
         .await
         .unwrap_err();
     assert_eq!(err.code, "AuthFailure", "{err}");
+    let text = err.to_string();
+    let fix = format!(
+        "check the AWS credentials (these came from profile `default` in {}) and that the clock \
+         is correct",
+        file.display()
+    );
+    assert!(text.ends_with(&fix), "{text}");
 }

@@ -229,8 +229,10 @@ impl Params {
         prefix: &str,
         values: impl IntoIterator<Item = S>,
     ) -> &mut Self {
+        // Pushed, not `set`: the numbered names are new, and id lists run to 1,000 entries.
         for (i, v) in values.into_iter().enumerate() {
-            self.set(format!("{prefix}.{}", i + 1), v.as_ref());
+            self.pairs
+                .push((format!("{prefix}.{}", i + 1), v.as_ref().to_string()));
         }
         self
     }
@@ -339,7 +341,8 @@ impl Ec2 {
                 status.as_u16(),
                 &text,
                 header_request_id,
-            ));
+            )
+            .with_credential_source(&self.shared.credentials.source));
         }
         quick_xml::de::from_str::<T>(&text).map_err(|e| {
             let start: String = text.chars().take(120).collect();

@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use super::credentials::CredentialSource;
 use crate::provider::ErrorClass;
 use crate::spec::{RegionId, ZoneId};
 
@@ -69,6 +70,9 @@ pub struct AwsErrorDetail {
     /// The zone the request named (`Placement.AvailabilityZone` or `AvailabilityZone`), so a
     /// capacity error can block exactly that zone.
     pub zone: Option<ZoneId>,
+    /// For credential failures: where the rejected credentials came from, so the message can
+    /// name the variable or profile to fix.
+    pub credential_source: Option<CredentialSource>,
 }
 
 impl fmt::Display for AwsErrorDetail {
@@ -120,8 +124,17 @@ impl AwsError {
             class,
             shortage,
             zone,
+            credential_source: None,
         }
         .into()
+    }
+
+    /// Names where the credentials came from, when the failure is about them.
+    pub(crate) fn with_credential_source(mut self, source: &CredentialSource) -> Self {
+        if CREDENTIAL_CODES.contains(&self.code.as_str()) {
+            self.0.credential_source = Some(source.clone());
+        }
+        self
     }
 
     /// Builds the error for a request that got no HTTP response (connect, timeout, reset).
@@ -144,6 +157,7 @@ impl AwsError {
             class: ErrorClass::Transient,
             shortage: None,
             zone: None,
+            credential_source: None,
         }
         .into()
     }
@@ -165,6 +179,7 @@ impl AwsError {
             class: ErrorClass::Fatal,
             shortage: None,
             zone: None,
+            credential_source: None,
         }
         .into()
     }
@@ -206,21 +221,32 @@ impl AwsErrorDetail {
             ErrorClass::Conflict => "the resource is still in use or changing state (e.g. \
                                      instances still terminating); retry once it settles"
                 .into(),
-            ErrorClass::Fatal => fatal_advice(code, self.action),
+            ErrorClass::Fatal => match &self.credential_source {
+                Some(source) if CREDENTIAL_CODES.contains(&code) => format!(
+                    "check the AWS credentials (these came from {source}) and that the clock is \
+                     correct"
+                ),
+                _ => fatal_advice(code, self.action),
+            },
         }
     }
 }
 
+/// Codes that mean the credentials themselves were rejected.
+const CREDENTIAL_CODES: &[&str] = &[
+    "AuthFailure",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidClientTokenId",
+    "MissingAuthenticationToken",
+    "InvalidAccessKeyId",
+    "ExpiredToken",
+    "RequestExpired",
+];
+
 fn fatal_advice(code: &str, action: &str) -> String {
     match code {
-        "AuthFailure"
-        | "SignatureDoesNotMatch"
-        | "IncompleteSignature"
-        | "InvalidClientTokenId"
-        | "MissingAuthenticationToken"
-        | "InvalidAccessKeyId"
-        | "ExpiredToken"
-        | "RequestExpired" => "check the AWS credentials (`AWS_ACCESS_KEY_ID`/\
+        c if CREDENTIAL_CODES.contains(&c) => "check the AWS credentials (`AWS_ACCESS_KEY_ID`/\
              `AWS_SECRET_ACCESS_KEY`, or the profile named by `AWS_PROFILE` in \
              ~/.aws/credentials) and that the clock is correct"
             .into(),
