@@ -580,3 +580,85 @@ impl Ec2 {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Cidr, HostAccess, Network};
+
+    fn settings(volume_type: &str) -> AwsSettings {
+        AwsSettings {
+            access: HostAccess {
+                image: "img".into(),
+                ssh_key: "k".into(),
+                ssh_user: "ubuntu".into(),
+            },
+            network: Network {
+                create: true,
+                cidr: "10.0.0.0/16".parse::<Cidr>().unwrap(),
+                ssh_from: vec![],
+            },
+            disk_gb: 250,
+            volume_type: volume_type.into(),
+            iops: 3000,
+            throughput_mbps: 300,
+            spot: false,
+        }
+    }
+
+    #[test]
+    fn root_volumes_send_iops_and_throughput_only_where_accepted() {
+        let gp3 = RootVolume::from_settings("/dev/sda1", &settings("gp3"));
+        assert_eq!(
+            (gp3.iops, gp3.throughput_mbps, gp3.size_gb),
+            (Some(3000), Some(300), 250)
+        );
+        let io2 = RootVolume::from_settings("/dev/sda1", &settings("io2"));
+        assert_eq!((io2.iops, io2.throughput_mbps), (Some(3000), None));
+        let gp2 = RootVolume::from_settings("/dev/xvda", &settings("gp2"));
+        assert_eq!((gp2.iops, gp2.throughput_mbps), (None, None));
+        assert_eq!(gp2.device_name, "/dev/xvda");
+    }
+
+    #[test]
+    fn an_aws_describe_instances_page_parses() {
+        // Shape from the EC2 API reference (DescribeInstances example), trimmed.
+        let xml = r#"<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+          <requestId>8f7724cf-496f-496e-8fe3-example</requestId>
+          <reservationSet><item>
+            <reservationId>r-1234567890abcdef0</reservationId>
+            <instancesSet><item>
+              <instanceId>i-1234567890abcdef0</instanceId>
+              <imageId>ami-bff32ccc</imageId>
+              <instanceState><code>16</code><name>running</name></instanceState>
+              <keyName>my_keypair</keyName>
+              <instanceType>t2.micro</instanceType>
+              <launchTime>2018-05-08T16:46:19.000Z</launchTime>
+              <placement><availabilityZone>eu-west-1c</availabilityZone><tenancy>default</tenancy></placement>
+              <subnetId>subnet-56f5f633</subnetId>
+              <vpcId>vpc-11112222</vpcId>
+              <privateIpAddress>192.168.1.88</privateIpAddress>
+              <ipAddress>54.194.252.215</ipAddress>
+              <clientToken/>
+              <tagSet><item><key>user</key><value>alice</value></item></tagSet>
+            </item></instancesSet>
+          </item></reservationSet>
+          <nextToken>next-page</nextToken>
+        </DescribeInstancesResponse>"#;
+        let page: DescribeInstancesResponse = quick_xml::de::from_str(xml).unwrap();
+        let (instances, next) = page.into_parts();
+        assert_eq!(next.as_deref(), Some("next-page"));
+        let i = &instances[0];
+        assert_eq!(i.id.as_str(), "i-1234567890abcdef0");
+        assert_eq!(i.state.name, InstanceStateName::Running);
+        assert_eq!(i.state.code, 16);
+        assert_eq!(i.zone.as_ref().map(ZoneId::as_str), Some("eu-west-1c"));
+        assert_eq!(i.public_ip.as_deref(), Some("54.194.252.215"));
+        assert_eq!(i.client_token, None);
+        assert_eq!(i.tags.get("user").map(String::as_str), Some("alice"));
+        assert_eq!(
+            InstanceStateName::from("rebooting".to_string()),
+            InstanceStateName::Other("rebooting".into())
+        );
+    }
+}
