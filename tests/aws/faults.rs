@@ -255,6 +255,49 @@ async fn capacity_throttling_and_server_errors_classify_and_drive_fallback() {
 }
 
 #[tokio::test]
+async fn answers_that_are_not_ec2_are_refused_not_read_as_empty() {
+    let moto = Moto::start();
+    let proxy = Proxy::start(&moto.url()).await;
+    let ec2 = client(&proxy.url).ec2(region());
+    let ok_page = |body: &'static str| Fault {
+        action: "DescribeVpcs",
+        when: vec![],
+        times: 2,
+        status: 200,
+        body: FaultBody::Raw(body),
+    };
+
+    // A 200 that is not EC2's (a captive portal, a wrong endpoint) must not read as "no VPCs".
+    proxy.inject(ok_page("<html><body>Welcome</body></html>"));
+    let err = ec2.describe_vpcs(&[], &[]).await.unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.class),
+        ("MalformedResponse", ErrorClass::Fatal)
+    );
+    assert!(
+        err.to_string()
+            .contains("expected `<DescribeVpcsResponse>`"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("AWS_ENDPOINT_URL_EC2"), "{err}");
+    ec2.describe_vpcs(&[], &[]).await.unwrap_err();
+
+    // A server that hands out the same NextToken forever is stopped, not followed.
+    proxy.inject(ok_page(
+        "<DescribeVpcsResponse><vpcSet/><nextToken>again</nextToken></DescribeVpcsResponse>",
+    ));
+    let err = ec2.describe_vpcs(&[], &[]).await.unwrap_err();
+    assert!(
+        err.to_string().contains("the same NextToken `again` twice"),
+        "{err}"
+    );
+    assert_eq!(proxy.recorded_actions("DescribeVpcs").len(), 4);
+
+    // With the faults used up, moto answers again.
+    ec2.describe_vpcs(&[], &[]).await.unwrap();
+}
+
+#[tokio::test]
 async fn an_unreachable_endpoint_is_a_transient_transport_error() {
     // A port that was free a moment ago: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -61,6 +61,17 @@ async fn network_resources_live_and_die_by_their_tags() {
     let table = ec2.main_route_table(&vpc.id).await.unwrap().unwrap();
     let default = table.route_to("0.0.0.0/0").expect("the default route");
     assert_eq!(default.gateway_id.as_deref(), Some(igw.id.as_str()));
+    // The main route table comes with the VPC, untagged; CreateTags marks it as ours.
+    assert!(
+        ec2.describe_route_tables(&[], &by_tags)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    ec2.create_tags(&[table.id.as_str()], &mine).await.unwrap();
+    let tables = ec2.describe_route_tables(&[], &by_tags).await.unwrap();
+    assert_eq!(tables.len(), 1);
+    assert_eq!((&tables[0].id, &tables[0].tags), (&table.id, &mine));
 
     // One subnet per zone, in the region's usable zones.
     let zones: Vec<_> = ec2

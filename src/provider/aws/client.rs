@@ -344,13 +344,30 @@ impl Ec2 {
             )
             .with_credential_source(&self.shared.credentials.source));
         }
+        let start = || text.chars().take(120).collect::<String>();
+        // Every field of a response is optional to serde, so any XML (or HTML) would decode as
+        // "nothing found"; a listing that silently comes back empty makes a plan create
+        // duplicates. EC2 names the root `<{Action}Response>`; insist on it.
+        if !text.contains(&format!("<{action}Response")) {
+            return Err(AwsError::malformed(
+                action,
+                self.region.clone(),
+                header_request_id,
+                format!(
+                    "expected `<{action}Response>`; the response starts with `{}`",
+                    start()
+                ),
+            ));
+        }
         quick_xml::de::from_str::<T>(&text).map_err(|e| {
-            let start: String = text.chars().take(120).collect();
             AwsError::malformed(
                 action,
                 self.region.clone(),
                 header_request_id,
-                format!("cannot read the response ({e}); it starts with `{start}`"),
+                format!(
+                    "cannot read the response ({e}); it starts with `{}`",
+                    start()
+                ),
             )
         })
     }
