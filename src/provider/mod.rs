@@ -5,6 +5,8 @@
 //! [`ErrorClass`]. The reconciler's retry policy looks only at the class, never at codes, so
 //! resource code stays free of retry logic (STYLE §9, "Retry policy apart from resource code").
 
+pub mod aws;
+
 use std::time::Duration;
 
 /// How the reconciler should react to a failed cloud call (aliyun-api.md §4.2).
