@@ -11,7 +11,7 @@
 //!
 //! # The write-ahead rule
 //! Before every cloud mutation, an [`Intent`] is appended and fsynced ([`Journal::intent`]); only
-//! then is the call made; afterwards its [`Outcome`] (ids on success, the error class on
+//! then is the call made; afterwards its [`CallOutcome`] (ids on success, the error class on
 //! failure) is appended. A crash between the two leaves an intent without an outcome, which
 //! [`JournalLog::pending_intents`] lists on the next run: "this RunInstances with ClientToken X
 //! may have happened". Since instances are tagged in the create call and the token makes the call
@@ -242,7 +242,7 @@ pub struct Intent {
 
 /// What became of an intent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
+pub struct CallOutcome {
     /// The intent's serial.
     pub intent: Serial,
     #[serde(flatten)]
@@ -290,7 +290,7 @@ pub struct StageRecord {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     Intent(Intent),
-    Outcome(Outcome),
+    Outcome(CallOutcome),
     Stage(StageRecord),
 }
 
@@ -513,7 +513,7 @@ struct Writer {
 impl Journal {
     /// Opens (creating) the journal at `path`, cutting off a torn last line. Callers go through
     /// `SpecState::journal`, which requires the spec's lock.
-    pub fn open(path: &Path) -> Result<Self, StateError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, StateError> {
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -602,7 +602,7 @@ impl Journal {
         intent: Serial,
         result: OutcomeResult,
     ) -> Result<Serial, StateError> {
-        let record = Record::Outcome(Outcome { intent, result });
+        let record = Record::Outcome(CallOutcome { intent, result });
         Ok(self.append_async(record).await?.serial)
     }
 
@@ -663,14 +663,14 @@ mod tests {
         let path = tmp.path().join("journal.jsonl");
         let j = Journal::open(&path).unwrap();
         let i = j.append(Record::Intent(run_instances("cfxm-1-0"))).unwrap();
-        j.append(Record::Outcome(Outcome {
+        j.append(Record::Outcome(CallOutcome {
             intent: i.serial,
             result: OutcomeResult::Succeeded {
                 ids: vec!["i-1".into(), "i-2".into()],
             },
         }))
         .unwrap();
-        j.append(Record::Outcome(Outcome {
+        j.append(Record::Outcome(CallOutcome {
             intent: i.serial,
             result: OutcomeResult::Failed {
                 class: ErrorClass::NoCapacity.into(),
@@ -816,7 +816,7 @@ mod tests {
             .append(Record::Intent(run_instances("tc")))
             .unwrap()
             .serial;
-        j.append(Record::Outcome(Outcome {
+        j.append(Record::Outcome(CallOutcome {
             intent: b,
             result: OutcomeResult::Succeeded {
                 ids: vec!["i-b".into()],

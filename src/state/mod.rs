@@ -59,7 +59,7 @@ use crate::spec::SpecName;
 pub use address::{Address, AddressError};
 pub use inventory::{Inventory, InventoryHost, InventoryNode};
 pub use journal::{
-    ClientToken, Entry, FailureClass, Fingerprint, Intent, Journal, JournalLog, Outcome,
+    CallOutcome, ClientToken, Entry, FailureClass, Fingerprint, Intent, Journal, JournalLog,
     OutcomeResult, PendingIntent, Record, Serial, StageName, StageRecord, StageStatus, TornTail,
 };
 pub use lock::{Liveness, LockHolder, LockStatus, StateLock};
@@ -331,6 +331,40 @@ mod tests {
             Path::new("state/latency-1k/hosts.json")
         );
         assert_eq!(s.runs_dir(), Path::new("state/latency-1k/runs"));
+    }
+
+    #[test]
+    fn the_lock_error_names_the_holder_and_says_what_to_do() {
+        use chrono::TimeZone;
+        let err = StateError::Locked {
+            spec: "latency-1k".into(),
+            holder: Some(Box::new(LockHolder {
+                user: "alice".into(),
+                pid: 4242,
+                host: "build-7.example".into(),
+                started: Utc.with_ymd_and_hms(2026, 4, 26, 10, 15, 0).unwrap(),
+                command: "cfxm apply".into(),
+            })),
+            path: PathBuf::from("state/latency-1k/lock"),
+        };
+        // Compare words only: the renderer wraps to the terminal's width.
+        let text = crate::cli::render_diagnostic(&err)
+            .replace('│', " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            text.contains(
+                "the state of spec `latency-1k` is locked by alice (pid 4242 on \
+                 build-7.example, `cfxm apply`, since 2026-04-26 10:15:00 UTC)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("help: wait for that command to finish"),
+            "{text}"
+        );
+        assert!(text.contains("state/latency-1k/lock"), "{text}");
     }
 
     #[test]
