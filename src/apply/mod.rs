@@ -8,7 +8,7 @@
 //! | [`executor`] | [`Executor`]: ready-queue over a petgraph DAG, bounded parallelism, skip-on-failure, cancel, [`ApplyReport`] |
 //! | [`event`] | [`ApplyEvent`]s and the [`Reporter`] trait (the CLI draws; libraries never print) |
 //! | [`rate`] | [`RateBuckets`]: token buckets per (region, [`ApiClass`]) plus per region |
-//! | [`retry`] | [`RetryPolicy::decide`]: `ErrorClass` → retry / re-plan / done / stop; [`retry()`] runs a call under it |
+//! | [`retry`](mod@retry) | [`RetryPolicy::decide`]: `ErrorClass` → retry / re-plan / done / stop; [`retry()`] runs a call under it |
 //! | [`mutation`] | [`journaled`]: intent → call under the retry policy → outcome |
 //!
 //! # How the pieces fit (for `apply::run`, built on top)

@@ -23,7 +23,7 @@
 //! Each entry is written with one `write` and fsynced. A crash mid-write can leave a partial last
 //! line; reading treats an unterminated or unparsable *last* line as a torn tail, reports it
 //! ([`JournalLog::torn_tail`]) and ignores it (its append never returned, so its call never
-//! happened). [`Journal::open`] cuts it off before appending and says so ([`Journal::repaired`]).
+//! happened). `SpecState::journal` (via `Journal::open`) cuts it off before appending and says so ([`Journal::repaired`]).
 //! A bad line anywhere else is not a crash artifact: [`StateError::JournalCorrupt`].
 //!
 //! Entries pass through the secret guard (`state::secret`): intent parameters must not carry
@@ -551,7 +551,7 @@ impl Journal {
         &self.path
     }
 
-    /// The torn last line that [`Journal::open`] cut off, to tell the user.
+    /// The torn last line cut off when the journal was opened, to tell the user.
     pub fn repaired(&self) -> Option<&TornTail> {
         self.repaired.as_ref()
     }

@@ -32,10 +32,10 @@
 //!
 //! # Invariants
 //! - Every whole-file write is atomic: temp file in the same directory, fsync, rename, fsync of
-//!   the directory ([`atomic`]). A crash leaves the old file or the new one, never half of one.
+//!   the directory (`atomic.rs`). A crash leaves the old file or the new one, never half of one.
 //! - The journal is append-only and fsynced per entry; cfxm never rewrites it, except to cut a
 //!   torn last line left by a crash mid-write (reported to the caller).
-//! - No secret is ever written: every JSON document goes through [`secret::to_guarded_json`],
+//! - No secret is ever written: every JSON document goes through `secret::to_guarded_json`,
 //!   which refuses a [`Secret`] and secret-looking keys or values.
 
 pub mod address;

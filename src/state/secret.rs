@@ -1,7 +1,7 @@
 //! Keeping secrets out of the state directory (DESIGN §6: "secrets never appear in output, logs,
 //! plans, journals or reports").
 //!
-//! Two guards, both applied by [`to_guarded_json`], which every state writer (journal, inventory,
+//! Two guards, both applied by `to_guarded_json`, which every state writer (journal, inventory,
 //! lock record) goes through:
 //! 1. [`Secret`]: a string that refuses to be serialized and prints as `***`. Credentials
 //!    (access key secrets, private key material) should live in this type from the moment they
