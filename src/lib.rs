@@ -9,10 +9,12 @@
 //! | [`cli`] | clap definitions; each command builds an options struct and calls one library function |
 //! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
 //! | [`provider`] | cloud API clients and the classification of their errors |
-//! | [`state`] | the state directory and the original tool's `hosts.json` format |
+//! | [`state`] | the state directory: lock, journal, inventory (+ the original's `hosts.json`), run directories |
+//! | [`apply`] | the executor: ready-queue over the DAG, rate budgets, the retry policy, journaled mutations, events |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
+pub mod apply;
 pub mod cli;
 pub mod provider;
 pub mod spec;

@@ -51,6 +51,25 @@ pub struct SpecArg {
     pub spec: PathBuf,
 }
 
+/// Where cfxm keeps what it remembers between runs (lock, journal, inventory, runs).
+#[derive(Debug, Clone, Args)]
+pub struct StateDirArg {
+    /// The state directory; each spec gets `<DIR>/<spec-name>/`.
+    #[arg(
+        long = "state-dir",
+        value_name = "DIR",
+        default_value = crate::state::StateDir::DEFAULT,
+        env = "CFXM_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
+impl StateDirArg {
+    pub fn state_dir(&self) -> crate::state::StateDir {
+        crate::state::StateDir::new(&self.state_dir)
+    }
+}
+
 /// Machine-readable or human output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
