@@ -10,10 +10,12 @@
 //! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
 //! | [`provider`] | cloud API clients and the classification of their errors |
 //! | [`state`] | the state directory and the original tool's `hosts.json` format |
+//! | [`ssh`] | reaching hosts: the `Transport` trait over russh and local processes, host lists, fan-out |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
 pub mod cli;
 pub mod provider;
 pub mod spec;
+pub mod ssh;
 pub mod state;
