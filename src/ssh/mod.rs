@@ -54,8 +54,9 @@ pub trait Transport: Send + Sync {
     /// How messages name this host, e.g. `i-t4n1 (root@47.236.1.2:22)`.
     fn host(&self) -> &str;
 
-    /// Runs `req.command` through the remote user's shell, streaming stdin in and stdout/stderr
-    /// out, and returns how it ended. A non-zero exit is `Ok`; see [`ExitStatus::check`].
+    /// Runs `req.command` through the remote user's login shell (it must be POSIX: sh, dash,
+    /// bash, zsh), streaming stdin in and stdout/stderr out, and returns how it ended. A
+    /// non-zero exit is `Ok`; see [`ExitStatus::check`].
     fn exec<'a>(&'a self, req: Exec<'a>) -> BoxFuture<'a, Result<ExitStatus, TransportError>>;
 
     /// Writes `src` to `remote` with permission bits `mode`, atomically (temp name, then
@@ -97,8 +98,8 @@ pub struct Exec<'a> {
     pub stdin: Option<Input<'a>>,
     pub stdout: OutputSink<'a>,
     pub stderr: OutputSink<'a>,
-    /// Kill the command and fail with [`TransportError::Timeout`] after this long (connecting
-    /// counts too).
+    /// Stop the command and fail with [`TransportError::Timeout`] after this long. Connecting
+    /// counts; waiting for a free session on a busy host does not.
     pub timeout: Option<Duration>,
 }
 

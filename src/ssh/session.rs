@@ -382,12 +382,13 @@ impl SshTransport {
             group: Arc::new(AtomicU32::new(0)),
         };
         let group = guard.group.clone();
+        let mut marker = MarkerLine::new(&format!("{:08x}", rand::rng().random::<u32>()));
         let tx = guard.tx.as_ref().expect("set above");
         let rx = guard.rx.as_mut().expect("set above");
 
         let run = async {
             // The command's first stderr line names its process group (see `GROUP_MARKER`).
-            let wrapped = format!("printf '{GROUP_MARKER}%s\\n' \"$$\" >&2; {command}");
+            let wrapped = format!("printf '{}%s\\n' \"$$\" >&2; {command}", marker.marker);
             tx.exec(true, wrapped)
                 .await
                 .map_err(|e| self.disconnected(&e))?;
@@ -422,7 +423,6 @@ impl SshTransport {
             };
             let read = async {
                 let mut status = None;
-                let mut marker = MarkerLine::default();
                 while let Some(msg) = rx.wait().await {
                     match msg {
                         ChannelMsg::Data { data } => {
@@ -598,7 +598,7 @@ impl Transport for SshTransport {
     }
 }
 
-/// The first line every command writes to stderr: `cfxm-pgid <pid>`, the pid of the shell
+/// The first line every command writes to stderr: `cfxm-pgid-<tag> <pid>`, the pid of the shell
 /// sshd started, which is also its process group (sshd calls `setsid` for each session).
 ///
 /// Why: sshd refuses `signal` requests unless it runs with privilege separation in the
@@ -606,52 +606,67 @@ impl Transport for SshTransport {
 /// separation"), and closing a channel does not stop a command without a terminal. Knowing the
 /// group, a cancelled command is stopped from a second channel with `kill -- -<pgid>`, which
 /// works on every POSIX host. The line is removed from the stderr the caller sees.
-const GROUP_MARKER: &str = "cfxm-pgid ";
+const GROUP_MARKER: &str = "cfxm-pgid-";
 
-/// Strips [`GROUP_MARKER`]'s line from the front of a stderr stream.
-#[derive(Default)]
+/// Finds and removes [`GROUP_MARKER`]'s line near the start of a stderr stream. The login
+/// shell's start-up files may write to stderr before it, so the marker carries a random tag
+/// and is looked for among the first lines; they pass through untouched.
 struct MarkerLine {
-    head: Vec<u8>,
+    /// `cfxm-pgid-<tag> `, this command's marker up to the pid.
+    marker: String,
+    /// Bytes of a line not complete yet.
+    partial: Vec<u8>,
+    lines_seen: usize,
     done: bool,
 }
 
 impl MarkerLine {
+    /// Give up looking after this many lines or bytes of start-up noise.
+    const MAX_LINES: usize = 64;
+    const MAX_BYTES: usize = 16 * 1024;
+
+    fn new(tag: &str) -> Self {
+        MarkerLine {
+            marker: format!("{GROUP_MARKER}{tag} "),
+            partial: Vec::new(),
+            lines_seen: 0,
+            done: false,
+        }
+    }
+
     /// Consumes stderr bytes; returns what belongs to the caller.
     fn feed(&mut self, data: &[u8], group: &AtomicU32) -> Vec<u8> {
         if self.done {
             return data.to_vec();
         }
-        self.head.extend_from_slice(data);
-        let Some(i) = self.head.iter().position(|&b| b == b'\n') else {
-            // Not a marker after all: give the bytes back.
-            let n = self.head.len().min(GROUP_MARKER.len());
-            if self.head.len() > 64 || !GROUP_MARKER.as_bytes().starts_with(&self.head[..n]) {
-                self.done = true;
-                return std::mem::take(&mut self.head);
-            }
-            return Vec::new();
-        };
-        self.done = true;
-        let line = &self.head[..i];
-        let pid = std::str::from_utf8(line)
-            .ok()
-            .and_then(|l| l.strip_prefix(GROUP_MARKER))
-            .and_then(|p| p.trim().parse::<u32>().ok());
-        match pid {
-            Some(pid) => {
+        self.partial.extend_from_slice(data);
+        let mut out = Vec::new();
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            let pid = std::str::from_utf8(&line[..i])
+                .ok()
+                .and_then(|l| l.strip_prefix(self.marker.as_str()))
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(pid) = pid {
                 group.store(pid, Ordering::Relaxed);
-                let rest = self.head.split_off(i + 1);
-                self.head.clear();
-                rest
+                self.done = true;
+                out.append(&mut self.partial);
+                return out;
             }
-            None => std::mem::take(&mut self.head),
+            out.extend_from_slice(&line);
+            self.lines_seen += 1;
         }
+        if self.lines_seen > Self::MAX_LINES || self.partial.len() > Self::MAX_BYTES {
+            self.done = true;
+            out.append(&mut self.partial);
+        }
+        out
     }
 
     /// Bytes held back when the stream ended.
     fn finish(&mut self) -> Vec<u8> {
         self.done = true;
-        std::mem::take(&mut self.head)
+        std::mem::take(&mut self.partial)
     }
 }
 
@@ -686,7 +701,11 @@ impl Drop for KillOnDrop {
         let group = self.group.load(Ordering::Relaxed);
         rt.spawn(async move {
             let _ = tx.eof().await;
-            if group > 1 {
+            if group <= 1 {
+                // The marker never arrived (the shell is still starting): ask sshd, which
+                // some servers honour.
+                let _ = tx.signal(Sig::TERM).await;
+            } else {
                 let script = format!(
                     "kill -TERM -- -{group} 2>/dev/null || exit 0; i=0; \
                      while [ $i -lt 20 ]; do sleep 0.1; kill -0 -- -{group} 2>/dev/null || exit 0; i=$((i+1)); done; \
@@ -813,5 +832,40 @@ fn signal_text(sig: &Sig) -> String {
     match sig {
         Sig::Custom(name) => name.clone(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, u32) {
+        let group = AtomicU32::new(0);
+        let mut m = MarkerLine::new("abcd1234");
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(m.feed(c, &group));
+        }
+        out.extend(m.finish());
+        (out, group.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn the_marker_line_is_removed_wherever_it_splits() {
+        assert_eq!(
+            run(&[b"cfxm-pgid-abcd1234 42\nerr\n"]),
+            (b"err\n".to_vec(), 42)
+        );
+        assert_eq!(
+            run(&[b"cfxm-pg", b"id-abcd1234 4", b"2\ne", b"rr"]),
+            (b"err".to_vec(), 42)
+        );
+        // Start-up noise before it passes through; a look-alike with another tag does too.
+        assert_eq!(
+            run(&[b"bash: pyenv: not found\ncfxm-pgid-ffff 7\ncfxm-pgid-abcd1234 9\nx\n"]),
+            (b"bash: pyenv: not found\ncfxm-pgid-ffff 7\nx\n".to_vec(), 9)
+        );
+        // No marker at all (an exec that never started): everything comes back.
+        assert_eq!(run(&[b"partial"]), (b"partial".to_vec(), 0));
     }
 }

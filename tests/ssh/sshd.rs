@@ -93,7 +93,7 @@ impl Sshd {
                 "{listen}HostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 PermitRootLogin prohibit-password\nLogLevel VERBOSE\nSetEnv SHLVL=1\n{extra}\n"
+                 PermitRootLogin prohibit-password\nLogLevel VERBOSE\nSetEnv SHLVL=1\nSubsystem sftp internal-sftp\n{extra}\n"
             );
             let cfg = dir.path().join("sshd_config");
             std::fs::write(&cfg, config).unwrap();
