@@ -129,6 +129,7 @@ pub fn run(args: ExecArgs) -> ExitCode {
         action: action.clone(),
     });
 
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -298,6 +299,22 @@ impl Printer {
                     "summary": report.summary(),
                 })
             ),
+        }
+    }
+}
+
+/// Lifts the soft limit on open files to the hard one: each host in flight holds a socket,
+/// and the usual soft limit (1024) is below `--parallelism` × a few. Best effort.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

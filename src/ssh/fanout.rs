@@ -198,6 +198,17 @@ pub async fn run(
     parallelism: usize,
     events: EventSink,
 ) -> FanoutReport {
+    run_with(targets, action, parallelism, events, false).await
+}
+
+/// [`run`], optionally disconnecting each host when it is done (for one-shot runs).
+async fn run_with(
+    targets: Vec<Target>,
+    action: Action,
+    parallelism: usize,
+    events: EventSink,
+    disconnect_when_done: bool,
+) -> FanoutReport {
     let action = Arc::new(action);
     // Bounds hosts in flight: each holds a channel (and, the first time, a handshake) and
     // streams output; the SSH pool's own bounds apply inside.
@@ -210,6 +221,9 @@ pub async fn run(
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("never closed");
             let outcome = run_one(&t, &action, &events).await;
+            if disconnect_when_done {
+                t.transport.disconnect().await;
+            }
             events(FanoutEvent::Done {
                 host: t.label.clone(),
                 outcome: outcome.clone(),
@@ -374,7 +388,7 @@ pub async fn exec_spec(
             })
         })
         .collect::<Result<Vec<_>, HostsError>>()?;
-    Ok(run(targets, action, options.parallelism, events).await)
+    Ok(run_with(targets, action, options.parallelism, events, true).await)
 }
 
 /// Splits a byte stream into [`FanoutEvent::Line`]s as it arrives.

@@ -75,6 +75,13 @@ pub trait Transport: Send + Sync {
         remote: &'a str,
         local: &'a Path,
     ) -> BoxFuture<'a, Result<u64, TransportError>>;
+
+    /// Releases what the transport holds open (an SSH connection); the next call reopens it.
+    /// One-shot fan-outs call this when a host is done, so 10,000 hosts never hold 10,000
+    /// connections at once.
+    fn disconnect(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// What `put` sends.

@@ -192,7 +192,7 @@ impl SshTransport {
     }
 
     /// Closes the connection politely (it also closes when the transport is dropped).
-    pub async fn close(&self) {
+    async fn close(&self) {
         if let Some(h) = self.conn.lock().await.take() {
             let _ = h
                 .disconnect(russh::Disconnect::ByApplication, "", "en")
@@ -595,6 +595,10 @@ impl Transport for SshTransport {
         local: &'a Path,
     ) -> BoxFuture<'a, Result<u64, TransportError>> {
         Box::pin(self.get_inner(remote, local))
+    }
+
+    fn disconnect(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.close())
     }
 }
 

@@ -292,4 +292,9 @@ async fn a_dead_connection_is_replaced() {
         }
     }
     assert_eq!(pool.stats().connections, 2);
+
+    // Disconnecting on purpose (one-shot fan-outs do) also reconnects on the next call.
+    t.disconnect().await;
+    echo(&t).await.unwrap();
+    assert_eq!(pool.stats().connections, 3);
 }
