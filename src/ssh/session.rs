@@ -550,14 +550,23 @@ impl SshTransport {
         let mut rx = SizedReceiver::new(tokio::io::BufWriter::with_capacity(256 * 1024, file));
         let script = get_script(remote);
         let mut stderr = Vec::new();
-        let status = self
-            .exec_inner(Exec::new(&script, &mut rx, &mut stderr))
-            .await?;
         let transfer = |cause: String| TransportError::Transfer {
             host: self.display.clone(),
             path: remote.to_string(),
             cause,
         };
+        let status = self
+            .exec_inner(Exec::new(&script, &mut rx, &mut stderr))
+            .await
+            .map_err(|e| match e {
+                // The receiver refused what came (a bad size line, excess bytes).
+                TransportError::LocalIo { cause, .. }
+                    if cause.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    transfer(cause.to_string())
+                }
+                other => other,
+            })?;
         if !status.success() {
             return Err(transfer(format!("{status}: {}", tail(&stderr))));
         }

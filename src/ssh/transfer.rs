@@ -157,12 +157,14 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for SizedReceiver<W> {
                             this.expected = Some(n);
                             Poll::Ready(Ok(i + 1))
                         }
-                        None => bad("the remote side sent a malformed size line"),
+                        None => bad(
+                            "the remote side sent a malformed size line (does the login shell print to stdout on start-up?)",
+                        ),
                     }
                 }
-                None if this.header.len() + buf.len() > 32 => {
-                    bad("the remote side sent a malformed size line")
-                }
+                None if this.header.len() + buf.len() > 32 => bad(
+                    "the remote side sent a malformed size line (does the login shell print to stdout on start-up?)",
+                ),
                 None => {
                     this.header.extend_from_slice(buf);
                     Poll::Ready(Ok(buf.len()))
