@@ -543,6 +543,29 @@ mod tests {
     }
 
     #[test]
+    fn a_static_spec_lists_its_inventory_and_never_manages_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inv")).unwrap();
+        let hosts = vec![record("10.0.0.1", "i-a1", "ap-southeast-1", "aliyun")];
+        std::fs::write(
+            dir.path().join("inv/hosts.json"),
+            hosts_json::render(&hosts),
+        )
+        .unwrap();
+        let spec_file = dir.path().join("spec.yaml");
+        let text = "name: s\nowner: o\ncloud:\n  static:\n    inventory: inv/hosts.json\n    ssh_port: 2222\n";
+        let spec = crate::spec::load_str(text, "spec.yaml", &spec_file).unwrap();
+        assert!(spec.clouds.iter().all(|c| !c.kind().manages_hosts()));
+        // No state exists: a static spec needs none.
+        let list = HostList::for_spec(&spec, &dir.path().join("state")).unwrap();
+        let h = &list.hosts()[0];
+        assert_eq!(h.ssh_port, 2222);
+        assert_eq!(h.key, dir.path().join("inv/keys/k.pem"));
+        assert!(!h.origin.is_managed());
+        assert_eq!(h.origin.inventory(), dir.path().join("inv/hosts.json"));
+    }
+
+    #[test]
     fn glob_matches_like_a_shell() {
         assert!(glob("*", ""));
         assert!(glob("a*c", "abbbc"));
