@@ -11,6 +11,7 @@
 //! | [`provider`] | cloud API clients and the classification of their errors |
 //! | [`state`] | the state directory: lock, journal, inventory (+ the original's `hosts.json`), run directories |
 //! | [`apply`] | the executor: ready-queue over the DAG, rate budgets, the retry policy, journaled mutations, events |
+//! | [`ssh`] | reaching hosts: the `Transport` trait over russh and local processes, host lists, fan-out |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
@@ -18,4 +19,5 @@ pub mod apply;
 pub mod cli;
 pub mod provider;
 pub mod spec;
+pub mod ssh;
 pub mod state;

@@ -6,6 +6,7 @@
 //! `plan --detailed-exitcode` 2 when changes are pending.
 
 mod diagnostics;
+mod exec;
 mod schema;
 mod validate;
 
@@ -36,6 +37,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema(schema::SchemaArgs),
+    /// Run a command (or copy a file) on every host of a spec; output prefixed by host.
+    Exec(exec::ExecArgs),
 }
 
 /// The spec file a command works on.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Exec(args) => exec::run(args),
     }
 }
 

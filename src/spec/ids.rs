@@ -77,6 +77,12 @@ impl CloudKind {
             CloudKind::Static => "static",
         }
     }
+
+    /// Whether cfxm creates and deletes this cloud's hosts. A `static` inventory lists hosts
+    /// that exist without cfxm: plan shows them as existing, destroy never deletes them.
+    pub fn manages_hosts(self) -> bool {
+        !matches!(self, CloudKind::Static)
+    }
 }
 
 impl fmt::Display for CloudKind {

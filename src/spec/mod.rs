@@ -171,6 +171,8 @@ pub struct AwsSettings {
 pub struct StaticInventory {
     pub path: PathBuf,
     pub hosts: Vec<HostRecord>,
+    /// SSH port of every listed host.
+    pub ssh_port: u16,
 }
 
 /// One region of one cloud.

@@ -146,6 +146,10 @@ pub struct RawLocal {
 pub struct RawStatic {
     /// Path of a `hosts.json` in the original tool's nine-field format, relative to the spec.
     pub inventory: String,
+    /// SSH port of every host in the inventory (the format has no port field).
+    #[serde(default = "default_ssh_port")]
+    #[schemars(range(min = 1))]
+    pub ssh_port: u16,
 }
 
 /// One instance type and how many nodes share a host of it.
@@ -396,6 +400,9 @@ fn default_aliyun_image() -> String {
 }
 fn default_ssh_key() -> String {
     "keys/ssh-key.pem".into()
+}
+fn default_ssh_port() -> u16 {
+    22
 }
 fn default_root() -> String {
     "root".into()

@@ -339,7 +339,7 @@ impl Validator<'_> {
         }
     }
 
-    fn static_inventory(&mut self, inventory: &str) -> Option<Cloud> {
+    fn static_inventory(&mut self, inventory: &str, ssh_port: u16) -> Option<Cloud> {
         let path = SpecPath::default()
             .key("cloud")
             .key("static")
@@ -402,7 +402,11 @@ impl Validator<'_> {
             }
         }
         Some(Cloud {
-            settings: CloudSettings::Static(StaticInventory { path: file, hosts }),
+            settings: CloudSettings::Static(StaticInventory {
+                path: file,
+                hosts,
+                ssh_port,
+            }),
             regions,
         })
     }
@@ -449,7 +453,7 @@ pub(super) fn validate(
         });
     }
     if let Some(s) = &raw.cloud.static_hosts
-        && let Some(c) = v.static_inventory(&s.inventory)
+        && let Some(c) = v.static_inventory(&s.inventory, s.ssh_port)
     {
         clouds.push(c);
     }

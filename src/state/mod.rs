@@ -8,6 +8,7 @@
 //! state/<spec-name>/inventory.json  hosts and nodes as last discovered   (inventory.rs)
 //! state/<spec-name>/hosts.json      the same hosts in the original tool's format (hosts_json.rs)
 //! state/<spec-name>/known_hosts     SSH host keys (owned by `ssh`; only the path lives here)
+//! state/<spec-name>/slots/<id>/     the local cloud's host slots (working directory per host)
 //! state/<spec-name>/runs/<ts>/      one experiment run: logs, reports   (runs.rs)
 //! ```
 //!
@@ -250,6 +251,19 @@ impl SpecState {
     pub fn runs_dir(&self) -> PathBuf {
         self.dir.join("runs")
     }
+    /// The parent of the local cloud's host slots.
+    pub fn slots_dir(&self) -> PathBuf {
+        self.dir.join("slots")
+    }
+    /// The slot directory of local-cloud instance `instance_id`, or `None` when the id cannot
+    /// be a single path component (empty, `.`, `..`, or containing `/` or NUL).
+    pub fn slot(&self, instance_id: &str) -> Option<PathBuf> {
+        let ok = !instance_id.is_empty()
+            && instance_id != "."
+            && instance_id != ".."
+            && !instance_id.contains(['/', '\0']);
+        ok.then(|| self.slots_dir().join(instance_id))
+    }
 
     /// Takes the spec's lock for `command` (e.g. `cfxm apply`), creating the directory first.
     /// Fails with [`StateError::Locked`], naming the holder, when another process has it.
@@ -310,6 +324,20 @@ impl SpecState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_single_path_components() {
+        let s = StateDir::default()
+            .spec(&SpecName::new("latency-1k"))
+            .unwrap();
+        assert_eq!(
+            s.slot("i-local-1").unwrap(),
+            Path::new("state/latency-1k/slots/i-local-1")
+        );
+        for bad in ["", ".", "..", "a/b", "../x"] {
+            assert_eq!(s.slot(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn spec_paths_follow_the_documented_layout() {
