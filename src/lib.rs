@@ -9,11 +9,13 @@
 //! | [`cli`] | clap definitions; each command builds an options struct and calls one library function |
 //! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
 //! | [`provider`] | cloud API clients and the classification of their errors |
+//! | [`devnode`] | the stand-in Conflux node: config keys, JSON-RPC, peer gossip, the log lines |
 //! | [`state`] | the state directory and the original tool's `hosts.json` format |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
 pub mod cli;
+pub mod devnode;
 pub mod provider;
 pub mod spec;
 pub mod state;

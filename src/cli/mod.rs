@@ -5,6 +5,7 @@
 //! progress to stderr. Exit codes: 0 success, 1 error (usage errors included), and for
 //! `plan --detailed-exitcode` 2 when changes are pending.
 
+mod devnode;
 mod diagnostics;
 mod schema;
 mod validate;
@@ -36,6 +37,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema(schema::SchemaArgs),
+    /// Run the stand-in Conflux node used on the local cloud.
+    Devnode(Box<devnode::DevnodeArgs>),
 }
 
 /// The spec file a command works on.
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Devnode(args) => devnode::run(*args),
     }
 }
 
