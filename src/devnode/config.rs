@@ -157,17 +157,18 @@ impl Default for NodeConfig {
     }
 }
 
-/// A config value that could not be used.
+/// A config value that could not be used: the key, or for TOML syntax errors the line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{key}`: {message}")]
+#[error("{key}: {message}")]
 pub struct ConfigError {
+    /// `` `tcp_port` `` for a bad value, `line 3` for bad TOML.
     pub key: String,
     pub message: String,
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
-        key: key.to_owned(),
+        key: format!("`{key}`"),
         message: message.into(),
     }
 }
@@ -231,9 +232,14 @@ impl Keys<'_> {
 impl NodeConfig {
     /// Parses the node's TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
-            key: "(file)".into(),
-            message: e.message().to_owned(),
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
+            ConfigError {
+                key: format!("line {line}"),
+                message: e.message().to_owned(),
+            }
         })?;
         let k = Keys(&table);
         let mut c = NodeConfig::default();
@@ -462,9 +468,11 @@ genesis_secrets="./genesis_secrets.txt"
             ("generate_tx=3", "generate_tx"),
             ("devnode_bind_address=\"nowhere\"", "devnode_bind_address"),
             ("bootnodes=\"enode://x\"", "bootnodes"),
-            ("tcp_port=", "(file)"),
+            ("chain_id=10\ntcp_port=", "line 2"),
+            ("tcp_port=1\ntcp_port=2", "line 2"),
         ] {
-            assert_eq!(NodeConfig::parse(text).unwrap_err().key, key, "{text}");
+            let e = NodeConfig::parse(text).unwrap_err();
+            assert!(e.key == key || e.key == format!("`{key}`"), "{text}: {e}");
         }
     }
 

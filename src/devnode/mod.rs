@@ -90,12 +90,12 @@ pub enum DevnodeError {
         help("pass the node's TOML file, e.g. `cfxm devnode --config conflux.toml`")
     )]
     ConfigRead { path: PathBuf, source: io::Error },
-    #[error("invalid node config `{path}`: {source}")]
+    #[error("invalid node config `{path}`: {problem}")]
     #[diagnostic(
         code(cfxm::devnode::config),
-        help("fix that key; conflux-node.md §1.2 lists the keys and their types")
+        help("fix that line; conflux-node.md §1.2 lists the node's keys and their types")
     )]
-    ConfigInvalid { path: PathBuf, source: ConfigError },
+    ConfigInvalid { path: PathBuf, problem: ConfigError },
     #[error("invalid command-line value: {0}")]
     #[diagnostic(code(cfxm::devnode::args), help("see `cfxm devnode --help`"))]
     BadArgument(String),
@@ -145,9 +145,9 @@ pub fn load_config(opts: &DevnodeOptions) -> Result<NodeConfig, DevnodeError> {
             path: opts.config.clone(),
             source,
         })?;
-    let mut c = NodeConfig::parse(&text).map_err(|source| DevnodeError::ConfigInvalid {
+    let mut c = NodeConfig::parse(&text).map_err(|problem| DevnodeError::ConfigInvalid {
         path: opts.config.clone(),
-        source,
+        problem,
     })?;
     if let Some(p) = opts.port {
         c.tcp_port = p;

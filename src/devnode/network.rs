@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use super::identity::recover_prehash;
@@ -167,7 +167,7 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
 /// Dials `peer` at `addr` and runs the connection.
 pub async fn dial(node: Arc<Node>, peer: NodeId, addr: String) {
     let connected = match resolve(&addr) {
-        Some(sa) => tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(sa))
+        Some(sa) => tokio::time::timeout(CONNECT_TIMEOUT, connect(&node, sa))
             .await
             .ok()
             .and_then(Result::ok),
@@ -189,6 +189,22 @@ pub async fn dial(node: Arc<Node>, peer: NodeId, addr: String) {
         _ = &mut handshake_window => {}
     }
     node.dial_done(&peer);
+}
+
+/// Connects from the bind address when one is set, so peers see this node's own address (on
+/// the local cloud, its host slot's loopback address) rather than 127.0.0.1.
+async fn connect(node: &Node, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let from = node.config.bind_address;
+    if from.is_unspecified() || from.is_ipv4() != to.is_ipv4() {
+        return TcpStream::connect(to).await;
+    }
+    let socket = if to.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(to).await
 }
 
 fn resolve(addr: &str) -> Option<SocketAddr> {
