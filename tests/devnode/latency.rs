@@ -52,7 +52,7 @@ fn injected_latency_delays_one_link_in_one_direction() {
     assert!(ac >= 400 && ac < ab + 400, "a → b → c took {ac} ms");
     // c → b and b → a are not delayed.
     let cb = ms(2, 1, &from_c);
-    assert!(cb < 200, "c → b took {cb} ms");
+    assert!(cb < 250, "c → b took {cb} ms");
     let ba = ms(1, 0, &from_b);
-    assert!(ba < 200, "b → a took {ba} ms");
+    assert!(ba < 250, "b → a took {ba} ms");
 }
