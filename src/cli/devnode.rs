@@ -56,15 +56,7 @@ struct IgnoredFlags {
     light: bool,
 }
 
-/// Runs a stand-in Conflux node, the way `conflux --config conflux.toml` runs a real one.
-///
-/// It reads the node's TOML config from the working directory (logs go to `log_file`, keys to
-/// `conflux_data_dir`, both relative to it), serves the harness's JSON-RPC methods, peers with
-/// other devnodes, and writes `conflux.log`/`metrics.log` in the real node's format. It stops,
-/// flushing its logs, on SIGTERM, SIGINT or `test_stop`.
-///
-/// Extra config key: `devnode_bind_address` (default 0.0.0.0), the address the P2P and public
-/// RPC ports bind; the local RPC port binds it too when it is a loopback address.
+/// The arguments of `cfxm devnode` (the command's help text is on `cli::Command::Devnode`).
 #[derive(Debug, Args)]
 pub struct DevnodeArgs {
     /// The node's TOML config.

@@ -38,6 +38,16 @@ enum Command {
     /// Print the spec's JSON Schema (for editors and CI).
     Schema(schema::SchemaArgs),
     /// Run the stand-in Conflux node used on the local cloud.
+    ///
+    /// Runs like `conflux --config conflux.toml`: it reads the node's TOML config, with
+    /// `log_file`, `metrics_output_file` and `conflux_data_dir` relative to the working
+    /// directory; serves the harness's JSON-RPC methods; peers with other devnodes; and writes
+    /// `conflux.log` and `metrics.log` in the real node's format. SIGTERM, SIGINT or `test_stop`
+    /// flush the logs and exit 0.
+    ///
+    /// One extra config key: `devnode_bind_address` (default 0.0.0.0) is the address the P2P
+    /// and public RPC ports bind; the local RPC port binds it too when it is a loopback
+    /// address, so many devnodes can share port numbers on different 127.x.y.z addresses.
     Devnode(Box<devnode::DevnodeArgs>),
 }
 

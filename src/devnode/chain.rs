@@ -313,6 +313,30 @@ impl Graph {
             .collect()
     }
 
+    /// Checks a block whose dependencies are in the graph as the sync graph does: height one
+    /// above the parent, timestamp not before it, referees distinct and within the bound.
+    pub fn validate(&self, block: &Block, referee_bound: usize) -> Result<(), &'static str> {
+        let parent = &self.nodes[self.index[&block.header.parent_hash]]
+            .block
+            .header;
+        let h = &block.header;
+        if h.height != parent.height + 1 {
+            return Err("height is not the parent's plus one");
+        }
+        if h.timestamp < parent.timestamp {
+            return Err("timestamp is before the parent's");
+        }
+        if h.referee_hashes.len() > referee_bound {
+            return Err("too many referees");
+        }
+        let mut deps: Vec<&H256> = block.deps().collect();
+        deps.sort();
+        if deps.windows(2).any(|w| w[0] == w[1]) {
+            return Err("parent and referees repeat a block");
+        }
+        Ok(())
+    }
+
     /// Inserts a block whose parent and referees are all in the graph.
     pub fn insert(&mut self, block: Arc<Block>) -> Inserted {
         let hash = block.hash();
@@ -604,6 +628,24 @@ mod tests {
         let (parent, refs) = g.parent_and_referees(200);
         assert_eq!(parent.hash(), z.hash());
         assert_eq!(refs, vec![larger]);
+    }
+
+    #[test]
+    fn invalid_blocks_are_refused() {
+        let (g, genb) = g0();
+        let ok = block(&genb, &[], 1, 10);
+        assert_eq!(g.validate(&ok, 200), Ok(()));
+        let mut bad = (*ok).clone();
+        bad.header.height = 5;
+        assert!(g.validate(&bad, 200).is_err());
+        let mut dup = (*ok).clone();
+        dup.header.referee_hashes = vec![genb.hash()];
+        assert!(g.validate(&dup, 200).is_err());
+        let mut early = (*block(&ok, &[], 2, 9)).clone();
+        early.header.parent_hash = genb.hash();
+        early.header.height = 1;
+        early.header.timestamp = 0;
+        assert_eq!(g.validate(&early, 200), Ok(()), "genesis time is 0");
     }
 
     #[test]

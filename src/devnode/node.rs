@@ -102,6 +102,8 @@ struct Inner {
     /// Batches to gossip to each peer at the next `send_tx_period` tick.
     tx_out: HashMap<NodeId, Vec<Arc<Batch>>>,
     good_tps: Meter,
+    /// `referee_bound` from the config.
+    referee_bound: usize,
     stopped: bool,
 }
 
@@ -143,6 +145,7 @@ impl Node {
             pending_records: PendingRecords::new(4000),
             tx_out: HashMap::new(),
             good_tps: Meter::new(now),
+            referee_bound: config.referee_bound,
             stopped: false,
         };
         Self {
@@ -723,6 +726,15 @@ impl Inner {
     ) {
         let mut queue = vec![(block, rec, from)];
         while let Some((block, mut rec, from)) = queue.pop() {
+            if let Err(why) = self.graph.validate(&block, self.referee_bound) {
+                self.log.log(
+                    Level::Warn,
+                    thread,
+                    target::SYNC,
+                    format_args!("Invalid block {:?} dropped: {why}", block.hash()),
+                );
+                continue;
+            }
             let inserted = self.graph.insert(block.clone());
             rec.set(BlockEvent::SyncGraph, Instant::now());
             rec.stamp_sync_to_con(Instant::now());
