@@ -314,8 +314,14 @@ impl Graph {
     }
 
     /// Checks a block whose dependencies are in the graph as the sync graph does: height one
-    /// above the parent, timestamp not before it, referees distinct and within the bound.
-    pub fn validate(&self, block: &Block, referee_bound: usize) -> Result<(), &'static str> {
+    /// above the parent, timestamp not before it, referees distinct and within the bound, body
+    /// within the size limit.
+    pub fn validate(
+        &self,
+        block: &Block,
+        referee_bound: usize,
+        max_bytes: usize,
+    ) -> Result<(), &'static str> {
         let parent = &self.nodes[self.index[&block.header.parent_hash]]
             .block
             .header;
@@ -328,6 +334,9 @@ impl Graph {
         }
         if h.referee_hashes.len() > referee_bound {
             return Err("too many referees");
+        }
+        if block.size() > max_bytes {
+            return Err("transactions exceed max_block_size_in_bytes");
         }
         let mut deps: Vec<&H256> = block.deps().collect();
         deps.sort();
@@ -634,18 +643,28 @@ mod tests {
     fn invalid_blocks_are_refused() {
         let (g, genb) = g0();
         let ok = block(&genb, &[], 1, 10);
-        assert_eq!(g.validate(&ok, 200), Ok(()));
+        assert_eq!(g.validate(&ok, 200, 1000), Ok(()));
         let mut bad = (*ok).clone();
         bad.header.height = 5;
-        assert!(g.validate(&bad, 200).is_err());
+        assert!(g.validate(&bad, 200, 1000).is_err());
         let mut dup = (*ok).clone();
         dup.header.referee_hashes = vec![genb.hash()];
-        assert!(g.validate(&dup, 200).is_err());
+        assert!(g.validate(&dup, 200, 1000).is_err());
+        let mut big = (*ok).clone();
+        big.batches = vec![Arc::new(Batch {
+            sender: 0,
+            receiver: 0,
+            first_nonce: 0,
+            count: 10,
+            bytes: 1001,
+            sampled: vec![],
+        })];
+        assert!(g.validate(&big, 200, 1000).is_err());
         let mut early = (*block(&ok, &[], 2, 9)).clone();
         early.header.parent_hash = genb.hash();
         early.header.height = 1;
         early.header.timestamp = 0;
-        assert_eq!(g.validate(&early, 200), Ok(()), "genesis time is 0");
+        assert_eq!(g.validate(&early, 200, 1000), Ok(()), "genesis time is 0");
     }
 
     #[test]

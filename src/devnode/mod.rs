@@ -23,8 +23,18 @@
 //! | `rpc` | JSON-RPC over HTTP |
 //!
 //! What a stand-in cannot reproduce (real transaction signatures, GHAST consensus, execution,
-//! Conflux's wire protocol) is listed in conflux-node.md §5.2; the module docs say where this
-//! one departs.
+//! Conflux's wire protocol) is listed in conflux-node.md §5.2. Where this one departs:
+//!
+//! - devnodes peer only with devnodes, over their own framing (`wire`);
+//! - the best block is a GHOST pivot tip, not GHAST; epochs are pivot-block pasts;
+//! - transactions carry keccak-derived, non-verifying signatures of the real size, and travel
+//!   as batches (sender, nonces) rather than bytes;
+//! - nothing is executed: a block's epoch computation and pool update are stamped at once;
+//! - the chain lives in memory: a restarted devnode starts again from genesis (its node key
+//!   persists in `<conflux_data_dir>/net_config/key`);
+//! - peer limits (`max_outgoing_peers`, `max_incoming_peers`), discovery and the WebSocket and
+//!   eSpace ports are accepted in the config and not used;
+//! - the extra key `devnode_bind_address` chooses the address ports bind (default `0.0.0.0`).
 
 mod chain;
 mod config;

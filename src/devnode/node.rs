@@ -102,8 +102,9 @@ struct Inner {
     /// Batches to gossip to each peer at the next `send_tx_period` tick.
     tx_out: HashMap<NodeId, Vec<Arc<Batch>>>,
     good_tps: Meter,
-    /// `referee_bound` from the config.
+    /// `referee_bound` and `max_block_size_in_bytes` from the config.
     referee_bound: usize,
+    max_block_bytes: usize,
     stopped: bool,
 }
 
@@ -146,6 +147,7 @@ impl Node {
             tx_out: HashMap::new(),
             good_tps: Meter::new(now),
             referee_bound: config.referee_bound,
+            max_block_bytes: config.max_block_size_in_bytes,
             stopped: false,
         };
         Self {
@@ -396,7 +398,8 @@ impl Node {
         let (parent, referees) = g.graph.parent_and_referees(self.config.referee_bound);
         let batches = g.pool.pack(PackLimits {
             max_txs,
-            max_bytes,
+            // The node's own limit bounds what a caller may ask for: peers would refuse more.
+            max_bytes: max_bytes.min(self.config.max_block_size_in_bytes),
             max_gas: self.config.target_block_gas_limit,
         });
         let now_secs = start.wall.timestamp().max(0) as u64;
@@ -726,7 +729,10 @@ impl Inner {
     ) {
         let mut queue = vec![(block, rec, from)];
         while let Some((block, mut rec, from)) = queue.pop() {
-            if let Err(why) = self.graph.validate(&block, self.referee_bound) {
+            if let Err(why) = self
+                .graph
+                .validate(&block, self.referee_bound, self.max_block_bytes)
+            {
                 self.log.log(
                     Level::Warn,
                     thread,
