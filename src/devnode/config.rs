@@ -273,7 +273,8 @@ impl NodeConfig {
         set!(metrics_enabled, k.bool("metrics_enabled")?);
         c.metrics_output_file = k.string("metrics_output_file")?.map(PathBuf::from);
         if let Some(ms) = k.uint("metrics_report_interval_ms")? {
-            c.metrics_report_interval = Duration::from_millis(ms.max(1));
+            // At most a day: the reporter multiplies it by a random factor up to 1.5.
+            c.metrics_report_interval = Duration::from_millis(ms.clamp(1, 86_400_000));
         }
         c.genesis_secrets = k.string("genesis_secrets")?.map(PathBuf::from);
         set!(generate_tx, k.bool("generate_tx")?);

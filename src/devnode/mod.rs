@@ -392,7 +392,9 @@ fn spawn_timers(node: &Arc<Node>) {
     every(node, c.send_tx_period, Node::flush_tx_gossip);
     if c.has_txgen() {
         // Whole batches at the configured pace; 50 ms keeps wake-ups rare at any rate.
-        let batch = c.generate_tx_period * c.txgen_batch_size as u32;
+        let batch = c
+            .generate_tx_period
+            .saturating_mul(c.txgen_batch_size as u32);
         every(
             node,
             batch.clamp(Duration::from_millis(10), Duration::from_millis(50)),

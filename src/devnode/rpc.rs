@@ -275,11 +275,11 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 return Err(RpcError::internal("test_addLatency needs mode=\"test\""));
             }
             let peer = arg_node_id(&params, 0)?;
-            let ms = arg(&params, 1, "latency_ms")?
+            let latency = arg(&params, 1, "latency_ms")?
                 .as_f64()
-                .filter(|ms| ms.is_finite() && *ms >= 0.0)
+                .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
                 .ok_or_else(|| RpcError::invalid_params("latency_ms: expected a number ≥ 0"))?;
-            node.set_latency(peer, Duration::from_secs_f64(ms / 1000.0));
+            node.set_latency(peer, latency);
             Ok(Value::Null)
         }
         "test_sendUsableGenesisAccounts" => {

@@ -73,12 +73,13 @@ fn random_loopback() -> Ipv4Addr {
     )
 }
 
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
+/// Three distinct free ports on `ip` (held together while chosen, so they differ).
+fn free_ports(ip: Ipv4Addr) -> (u16, u16, u16) {
+    let l: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind((ip, 0)).expect("bind a free port"))
+        .collect();
+    let p = |i: usize| l[i].local_addr().unwrap().port();
+    (p(0), p(1), p(2))
 }
 
 /// Writes a genesis secrets file with the binary itself.
@@ -110,7 +111,7 @@ pub fn spawn(root: &Path, index: usize, secrets: &Path, extra: &str) -> Node {
     std::fs::create_dir_all(&dir).unwrap();
     for _attempt in 0..5 {
         let ip = random_loopback();
-        let (p2p_port, local_port, rpc_port) = (free_port(ip), free_port(ip), free_port(ip));
+        let (p2p_port, local_port, rpc_port) = free_ports(ip);
         // `extra` replaces base lines with the same key (TOML forbids duplicates).
         let keys: Vec<&str> = extra.lines().filter_map(|l| l.split('=').next()).collect();
         let base: String = BASE_CONFIG

@@ -112,6 +112,8 @@ fn rpc_shapes_follow_the_node() {
         ("test_getNodeId", json!([[1, 2, 300]])),
         ("test_generateOneBlock", json!(["ten"])),
         ("test_addLatency", json!([n.id])),
+        ("test_addLatency", json!([n.id, -5.0])),
+        ("test_addLatency", json!([n.id, 1e300])),
     ] {
         let e = call(local, m, Some(p)).unwrap_err();
         assert_eq!(e["code"], json!(-32602), "{m}: {e}");
