@@ -87,6 +87,16 @@ fn main() {
          (generate_tx_period_us={period_us}, txgen_account_count={accounts}), peers {peers}"
     );
 
+    // Other work on the machine shows in the latency tails (not in CPU time): say how much.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average before: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
     let root = tempfile::tempdir().unwrap();
     let secrets = harness::write_secrets(root.path(), n * accounts);
     let extra = format!(

@@ -3,7 +3,8 @@
 //!
 //! Encoding only; devnodes talk to each other in their own framing (`wire`), never in RLP.
 
-/// Appends the RLP string header for a payload of `len` bytes starting with `first`.
+/// Appends an RLP header for a `len`-byte payload: `short_base + len` below 56 bytes, else
+/// `long_base` + the length of the big-endian length, then that length.
 fn push_header(out: &mut Vec<u8>, len: usize, short_base: u8, long_base: u8) {
     if len < 56 {
         out.push(short_base + len as u8);
