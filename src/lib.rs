@@ -12,11 +12,13 @@
 //! | [`state`] | the state directory: lock, journal, inventory (+ the original's `hosts.json`), run directories |
 //! | [`apply`] | the executor: ready-queue over the DAG, rate budgets, the retry policy, journaled mutations, events |
 //! | [`ssh`] | reaching hosts: the `Transport` trait over russh and local processes, host lists, fan-out |
+//! | [`devnode`] | the stand-in Conflux node: config keys, JSON-RPC, peer gossip, the log lines |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
 pub mod apply;
 pub mod cli;
+pub mod devnode;
 pub mod provider;
 pub mod spec;
 pub mod ssh;

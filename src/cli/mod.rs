@@ -5,6 +5,7 @@
 //! progress to stderr. Exit codes: 0 success, 1 error (usage errors included), and for
 //! `plan --detailed-exitcode` 2 when changes are pending.
 
+mod devnode;
 mod diagnostics;
 mod exec;
 mod schema;
@@ -39,6 +40,18 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Run a command (or copy a file) on every host of a spec; output prefixed by host.
     Exec(exec::ExecArgs),
+    /// Run the stand-in Conflux node used on the local cloud.
+    ///
+    /// Runs like `conflux --config conflux.toml`: it reads the node's TOML config, with
+    /// `log_file`, `metrics_output_file` and `conflux_data_dir` relative to the working
+    /// directory; serves the harness's JSON-RPC methods; peers with other devnodes; and writes
+    /// `conflux.log` and `metrics.log` in the real node's format. SIGTERM, SIGINT or `test_stop`
+    /// flush the logs and exit 0.
+    ///
+    /// One extra config key: `devnode_bind_address` (default 0.0.0.0) is the address the P2P
+    /// and public RPC ports bind; the local RPC port binds it too when it is a loopback
+    /// address, so many devnodes can share port numbers on different 127.x.y.z addresses.
+    Devnode(Box<devnode::DevnodeArgs>),
 }
 
 /// The spec file a command works on.
@@ -100,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Exec(args) => exec::run(args),
+        Command::Devnode(args) => devnode::run(*args),
     }
 }
 
