@@ -35,3 +35,5 @@ impl ErrorClass {
         )
     }
 }
+
+pub mod aliyun;
