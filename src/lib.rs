@@ -9,11 +9,13 @@
 //! | [`cli`] | clap definitions; each command builds an options struct and calls one library function |
 //! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
 //! | [`provider`] | cloud API clients and the classification of their errors |
+//! | [`emulator`] | the built-in Aliyun-compatible cloud (ECS + VPC over HTTP), in-process or `cfxm emulator serve` |
 //! | [`state`] | the state directory and the original tool's `hosts.json` format |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
 pub mod cli;
+pub mod emulator;
 pub mod provider;
 pub mod spec;
 pub mod state;

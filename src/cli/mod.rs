@@ -6,6 +6,7 @@
 //! `plan --detailed-exitcode` 2 when changes are pending.
 
 mod diagnostics;
+mod emulator;
 mod schema;
 mod validate;
 
@@ -36,6 +37,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema(schema::SchemaArgs),
+    /// The built-in Aliyun-compatible cloud (ECS + VPC), for trying cfxm and for tests.
+    Emulator(emulator::EmulatorArgs),
 }
 
 /// The spec file a command works on.
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Emulator(args) => emulator::run(args),
     }
 }
 
