@@ -358,3 +358,35 @@ mod tests {
         );
     }
 }
+
+/// Why a client for a spec could not be set up.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SetupError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Credentials(#[from] super::CredentialsError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Endpoint(#[from] super::EndpointError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Build(#[from] ClientBuildError),
+}
+
+impl Client {
+    /// The client a spec's `cloud.aliyun` asks for: credentials from the spec, else the
+    /// environment, else the aliyun CLI's profile; endpoints from `CFXM_ALIYUN_ENDPOINT`, else
+    /// the spec's `endpoint`, else the real cloud.
+    pub fn for_spec(settings: &crate::spec::AliyunSettings) -> Result<Self, SetupError> {
+        let credentials = super::resolve_credentials_from_env((
+            settings.access_key_id.as_deref(),
+            settings
+                .access_key_secret
+                .as_ref()
+                .map(super::Secret::expose),
+        ))?;
+        let endpoints =
+            Endpoints::resolve(settings.endpoint.as_deref(), &|k| std::env::var(k).ok())?;
+        Ok(Self::new(ClientConfig::new(credentials, endpoints))?)
+    }
+}

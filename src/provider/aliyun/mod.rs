@@ -31,7 +31,7 @@ pub mod sign;
 mod types;
 mod vpc;
 
-pub use client::{Client, ClientBuildError, ClientConfig, Params, Signing};
+pub use client::{Client, ClientBuildError, ClientConfig, Params, SetupError, Signing};
 pub use credentials::{
     CredentialSource, Credentials, CredentialsError, Secret, resolve as resolve_credentials,
     resolve_from_env as resolve_credentials_from_env,
