@@ -156,12 +156,19 @@ impl TokenPaging {
     }
 
     /// `items` must be sorted by key. Returns the page and the next token (empty at the end).
-    pub fn page<T>(&self, items: Vec<(String, T)>) -> (Vec<T>, String) {
+    /// Page before rendering: callers pass references and render only the page.
+    pub fn page<K: AsRef<str>, T>(
+        &self,
+        items: impl IntoIterator<Item = (K, T)>,
+    ) -> (Vec<T>, String) {
         let mut it = items
             .into_iter()
-            .skip_while(|(k, _)| self.start.as_ref().is_some_and(|s| k < s));
+            .skip_while(|(k, _)| self.start.as_deref().is_some_and(|s| k.as_ref() < s));
         let page: Vec<T> = it.by_ref().take(self.max).map(|(_, v)| v).collect();
-        let next = it.next().map(|(k, _)| encode_token(&k)).unwrap_or_default();
+        let next = it
+            .next()
+            .map(|(k, _)| encode_token(k.as_ref()))
+            .unwrap_or_default();
         (page, next)
     }
 }

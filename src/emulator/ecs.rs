@@ -424,7 +424,7 @@ fn describe_security_groups(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Valu
     let vpc = p.get("VpcId");
     let name = p.get("SecurityGroupName");
     let tags = p.tags()?;
-    let rows: Vec<(String, Value)> = region
+    let rows: Vec<&super::world::SecurityGroup> = region
         .security_groups
         .values()
         .filter(|g| ctx.visible(g.created_ms))
@@ -432,45 +432,43 @@ fn describe_security_groups(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Valu
         .filter(|g| vpc.is_none_or(|v| v == g.vpc_id))
         .filter(|g| name.is_none_or(|n| n == g.name))
         .filter(|g| matches_tags(&g.tags, &tags))
-        .map(|g| {
-            let ecs_count = region
-                .instances
-                .values()
-                .filter(|i| i.security_group_ids.contains(&g.id))
-                .count();
-            (
-                g.id.clone(),
-                json!({
-                    "SecurityGroupId": g.id,
-                    "SecurityGroupName": g.name,
-                    "Description": g.description,
-                    "VpcId": g.vpc_id,
-                    "SecurityGroupType": "normal",
-                    "CreationTime": seconds(g.created_ms),
-                    "RuleCount": g.rules.len(),
-                    "EcsCount": ecs_count,
-                    "AvailableInstanceAmount": 2000usize.saturating_sub(ecs_count),
-                    "ResourceGroupId": "",
-                    "ServiceManaged": false,
-                    "Tags": ecs_tags(&g.tags),
-                }),
-            )
-        })
         .collect();
+    let render = |g: &super::world::SecurityGroup| {
+        let ecs_count = region
+            .instances
+            .values()
+            .filter(|i| i.security_group_ids.contains(&g.id))
+            .count();
+        json!({
+            "SecurityGroupId": g.id,
+            "SecurityGroupName": g.name,
+            "Description": g.description,
+            "VpcId": g.vpc_id,
+            "SecurityGroupType": "normal",
+            "CreationTime": seconds(g.created_ms),
+            "RuleCount": g.rules.len(),
+            "EcsCount": ecs_count,
+            "AvailableInstanceAmount": 2000usize.saturating_sub(ecs_count),
+            "ResourceGroupId": "",
+            "ServiceManaged": false,
+            "Tags": ecs_tags(&g.tags),
+        })
+    };
     let total = rows.len();
     if p.get("NextToken").is_none()
         && p.get("MaxResults").is_none()
         && (p.get("PageNumber").is_some() || p.get("PageSize").is_some())
     {
         let paging = NumberPaging::parse(p, 10, 50)?;
-        let page = paging.page(rows.into_iter().map(|(_, v)| v).collect());
+        let page: Vec<Value> = paging.page(rows).into_iter().map(render).collect();
         return Ok(json!({
             "SecurityGroups": { "SecurityGroup": page },
             "TotalCount": total, "PageNumber": paging.number, "PageSize": paging.size, "RegionId": region.id,
         }));
     }
     let paging = TokenPaging::parse(p, 10, 100)?;
-    let (page, next) = paging.page(rows);
+    let (page, next) = paging.page(rows.into_iter().map(|g| (g.id.as_str(), g)));
+    let page: Vec<Value> = page.into_iter().map(render).collect();
     Ok(json!({
         "SecurityGroups": { "SecurityGroup": page },
         "NextToken": next,
@@ -776,23 +774,25 @@ fn describe_instances(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, Api
         matched.truncate(TAG_FILTER_CAP);
     }
     let total = matched.len();
-    let rows: Vec<(String, Value)> = matched
-        .into_iter()
-        .map(|i| (i.id.clone(), instance_json(i, w, &region.id, ctx.now)))
-        .collect();
+    let render = |page: Vec<&Instance>| -> Vec<Value> {
+        page.into_iter()
+            .map(|i| instance_json(i, w, &region.id, ctx.now))
+            .collect()
+    };
     let page_mode = p.get("NextToken").is_none()
         && p.get("MaxResults").is_none()
         && (p.get("PageNumber").is_some() || p.get("PageSize").is_some());
     if page_mode {
         let paging = NumberPaging::parse(p, 10, 100)?;
-        let page = paging.page(rows.into_iter().map(|(_, v)| v).collect());
+        let page = render(paging.page(matched));
         return Ok(json!({
             "Instances": { "Instance": page },
             "TotalCount": total, "PageNumber": paging.number, "PageSize": paging.size, "NextToken": "",
         }));
     }
     let paging = TokenPaging::parse(p, 10, 100)?;
-    let (page, next) = paging.page(rows);
+    let (page, next) = paging.page(matched.into_iter().map(|i| (i.id.as_str(), i)));
+    let page = render(page);
     Ok(json!({
         "Instances": { "Instance": page },
         "NextToken": next,
@@ -810,17 +810,18 @@ fn describe_instance_status(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Valu
     }
     let zone = p.get("ZoneId");
     let paging = NumberPaging::parse(p, 10, 50)?;
-    let rows: Vec<Value> = region
+    let rows: Vec<&Instance> = region
         .instances
         .values()
         .filter(|i| ctx.visible(i.created_ms))
         .filter(|i| ids.is_empty() || ids.contains(&i.id))
         .filter(|i| zone.is_none_or(|z| z == i.zone_id))
-        .map(|i| json!({"InstanceId": i.id, "Status": i.status(ctx.now).as_str()}))
         .collect();
     let total = rows.len();
     Ok(json!({
-        "InstanceStatuses": { "InstanceStatus": paging.page(rows) },
+        "InstanceStatuses": { "InstanceStatus": paging.page(rows).into_iter()
+            .map(|i| json!({"InstanceId": i.id, "Status": i.status(ctx.now).as_str()}))
+            .collect::<Vec<_>>() },
         "TotalCount": total,
         "PageNumber": paging.number,
         "PageSize": paging.size,
@@ -902,7 +903,8 @@ pub fn list_tag_rows(
         return Err(ApiError::missing("ResourceId.1"));
     }
     let paging = TokenPaging::parse(p, default_page, 50)?;
-    let mut rows: Vec<(String, serde_json::Value)> = Vec::new();
+    // Rows are keyed `id\ntag-key` (the page token); rendered only for the page.
+    let mut rows: Vec<(String, (&String, &crate::provider::aliyun::Tag))> = Vec::new();
     for (id, rtags, created) in resources {
         if !ctx.visible(created)
             || (!ids.is_empty() && !ids.contains(id))
@@ -911,14 +913,15 @@ pub fn list_tag_rows(
             continue;
         }
         for t in rtags {
-            rows.push((
-                format!("{id}\n{}", t.key),
-                json!({"ResourceId": id, "ResourceType": kind, "TagKey": t.key, "TagValue": t.value}),
-            ));
+            rows.push((format!("{id}\n{}", t.key), (id, t)));
         }
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let (page, next) = paging.page(rows);
+    let page: Vec<Value> = page
+        .into_iter()
+        .map(|(id, t)| json!({"ResourceId": id, "ResourceType": kind, "TagKey": t.key, "TagValue": t.value}))
+        .collect();
     Ok(json!({ "TagResources": { "TagResource": page }, "NextToken": next }))
 }
 

@@ -292,3 +292,58 @@ async fn page_number_styles_walk_every_page() {
     assert_eq!(count(&env.emu, "DescribeImages") - before, 2);
     env.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn tag_filters_show_at_most_1000_and_list_tag_resources_has_no_cap() {
+    let env = env().await;
+    let c = &env.client;
+    let r = &env.region;
+    let net = network(&env).await;
+    for _ in 0..11 {
+        c.run_instances(r, &run_request(&net, 100)).await.unwrap();
+    }
+    let by_tag = c
+        .describe_instances(
+            r,
+            &InstanceQuery {
+                tags: tags(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_tag.len(), 1000, "the service's tag-filter cap");
+    let all = c
+        .describe_instances(r, &InstanceQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1100, "no cap without a tag filter");
+    let rows = c
+        .list_tag_resources(
+            r,
+            EcsResourceType::Instance,
+            &[],
+            &[cfxm::provider::aliyun::Tag::new("cfxm-spec", "t")],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|t| t.resource_id.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(ids.len(), 1100);
+    let by_id = c
+        .describe_instances(
+            r,
+            &InstanceQuery {
+                ids,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_id.len(), 1100);
+    env.emu.shutdown().await;
+}

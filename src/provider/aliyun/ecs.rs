@@ -179,7 +179,9 @@ pub struct RunInstancesResponse {
 pub struct InstanceQuery {
     /// Any number; sent in batches of 100. Unknown ids are simply absent from the answer.
     pub ids: Vec<String>,
-    /// A tag with an empty value matches any value of the key.
+    /// A tag with an empty value matches any value of the key. The service shows at most
+    /// 1,000 instances matched by a tag filter (silently; the emulator does the same): to
+    /// enumerate more, list ids with [`Client::list_tag_resources`] and pass them as `ids`.
     pub tags: Vec<Tag>,
     pub vpc_id: Option<String>,
     pub vswitch_id: Option<String>,
