@@ -41,7 +41,8 @@ struct ServeArgs {
     /// World file (JSON, see `cfxm emulator world`); the built-in world when absent.
     #[arg(long, value_name = "FILE")]
     world: Option<PathBuf>,
-    /// Save the world here after every change and load it at start.
+    /// Save the world here after every change (atomically) and load it at start; an existing
+    /// state file wins over `--world` until `POST /_emulator/reset`.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
     /// Access key id clients must use.
