@@ -48,7 +48,7 @@ struct ServeArgs {
     /// Access key id clients must use.
     #[arg(long, default_value = emulator::DEFAULT_ACCESS_KEY_ID, value_name = "ID")]
     access_key_id: String,
-    /// Access key secret clients must sign with.
+    /// Access key secret clients must sign with (default: the public `cfxm-local-secret`).
     #[arg(
         long,
         env = "CFXM_EMULATOR_ACCESS_KEY_SECRET",
