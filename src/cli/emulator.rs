@@ -207,35 +207,48 @@ fn serve(args: ServeArgs) -> ExitCode {
             .as_ref()
             .map(|p| format!("; state in `{}`", p.display()))
             .unwrap_or_default();
-        eprintln!(
-            "cfxm emulator: ECS 2014-05-26 + VPC 2016-04-28 for {regions} regions on {url}; access key id `{}`{secret}{state}",
+        // Install the signal handlers before announcing the server, so a client that stops it
+        // right after reading the URL gets a graceful shutdown.
+        let stop = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        // Output errors (a closed pipe) must not kill the server: ignore them.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "cfxm emulator: ECS 2014-05-26 + VPC 2016-04-28 for {regions} regions on {url}; access key id `{}`{secret}{state}\n  use it: export CFXM_ALIYUN_ENDPOINT={url}   (Ctrl-C stops)",
             handle.access_key_id()
         );
-        eprintln!("  use it: export CFXM_ALIYUN_ENDPOINT={url}   (Ctrl-C stops)");
-        println!("{url}");
-        handle.run_until(shutdown_signal()).await;
+        let _ = writeln!(std::io::stdout(), "{url}");
+        let _ = std::io::stdout().flush();
+        handle.run_until(stop).await;
         ExitCode::SUCCESS
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

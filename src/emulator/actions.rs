@@ -14,20 +14,27 @@ use super::params::Params;
 use super::world::{Millis, TokenRecord, World};
 use crate::provider::aliyun::Api;
 
-/// What an action may use besides the world.
-pub struct Ctx<'a> {
+/// What a read-only action may use besides the world.
+pub struct View<'a> {
     pub region: &'a str,
     pub now: Millis,
     pub knobs: &'a Knobs,
-    pub rng: &'a mut StdRng,
 }
 
-impl Ctx<'_> {
+impl View<'_> {
     /// Whether a resource created at `created_ms` shows up in listings yet (the eventual
     /// consistency window).
     pub fn visible(&self, created_ms: Millis) -> bool {
         created_ms + self.knobs.consistency_window_ms as Millis <= self.now
     }
+}
+
+/// What a changing action may use besides the world: what a [`View`] has, and the rng for ids.
+pub struct Ctx<'a> {
+    pub region: &'a str,
+    pub now: Millis,
+    pub knobs: &'a Knobs,
+    pub rng: &'a mut StdRng,
 }
 
 /// Actions that change the world (their success is persisted).
@@ -115,18 +122,35 @@ fn route(
     ctx: &mut Ctx<'_>,
 ) -> Result<Value, ApiError> {
     let answer = match api {
-        Api::Ecs => super::ecs::handle(action, p, world, ctx),
-        Api::Vpc => super::vpc::handle(action, p, world, ctx),
+        Api::Ecs => super::ecs::handle_write(action, p, world, ctx),
+        Api::Vpc => super::vpc::handle_write(action, p, world, ctx),
     };
-    answer.unwrap_or_else(|| {
-        Err(ApiError::not_found(
-            "InvalidAction.NotFound",
-            format!(
-                "Specified api `{action}` is not found in version {}.",
-                api.version()
-            ),
-        ))
-    })
+    answer.unwrap_or_else(|| Err(unknown_action(api, action)))
+}
+
+/// Runs a read-only action; they share the world with each other (a read lock).
+pub fn dispatch_read(
+    api: Api,
+    action: &str,
+    p: &Params,
+    world: &World,
+    view: &View<'_>,
+) -> Result<Value, ApiError> {
+    let answer = match api {
+        Api::Ecs => super::ecs::handle_read(action, p, world, view),
+        Api::Vpc => super::vpc::handle_read(action, p, world, view),
+    };
+    answer.unwrap_or_else(|| Err(unknown_action(api, action)))
+}
+
+fn unknown_action(api: Api, action: &str) -> ApiError {
+    ApiError::not_found(
+        "InvalidAction.NotFound",
+        format!(
+            "Specified api `{action}` is not found in version {}.",
+            api.version()
+        ),
+    )
 }
 
 // ----- paging -----

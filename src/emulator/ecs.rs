@@ -4,26 +4,45 @@
 
 use serde_json::{Value, json};
 
-use super::actions::{Ctx, NumberPaging, TokenPaging, ecs_tags, wildcard};
+use super::actions::{Ctx, NumberPaging, TokenPaging, View, ecs_tags, wildcard};
 use super::clock::{ecs_minutes, seconds};
 use super::error::ApiError;
 use super::params::Params;
 use super::world::{Instance, Rule, RunArgs, World, matches_tags, unsupported_resource_type};
 use crate::provider::aliyun::InstanceStatus;
 
-/// Runs an ECS action; `None` when the emulator does not implement it.
-pub fn handle(
+/// Runs a read-only ECS action (`Describe*`, `List*`); `None` when not one the emulator has.
+pub fn handle_read(
+    action: &str,
+    p: &Params,
+    w: &World,
+    v: &View<'_>,
+) -> Option<Result<Value, ApiError>> {
+    let r = match action {
+        "DescribeRegions" => describe_regions(w),
+        "DescribeZones" => describe_zones(p, w, v),
+        "DescribeAvailableResource" => describe_available_resource(p, w, v),
+        "DescribeInstanceTypes" => describe_instance_types(p, w),
+        "DescribeImages" => describe_images(p, w, v),
+        "DescribeSecurityGroups" => describe_security_groups(p, w, v),
+        "DescribeSecurityGroupAttribute" => describe_security_group_attribute(p, w, v),
+        "DescribeKeyPairs" => describe_key_pairs(p, w, v),
+        "DescribeInstances" => describe_instances(p, w, v),
+        "DescribeInstanceStatus" => describe_instance_status(p, w, v),
+        "ListTagResources" => list_tag_resources(p, w, v),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Runs an ECS action that changes the world; `None` when not one the emulator has.
+pub fn handle_write(
     action: &str,
     p: &Params,
     w: &mut World,
     ctx: &mut Ctx<'_>,
 ) -> Option<Result<Value, ApiError>> {
     let r = match action {
-        "DescribeRegions" => describe_regions(w),
-        "DescribeZones" => describe_zones(p, w, ctx),
-        "DescribeAvailableResource" => describe_available_resource(p, w, ctx),
-        "DescribeInstanceTypes" => describe_instance_types(p, w),
-        "DescribeImages" => describe_images(p, w, ctx),
         "CreateImage" => create_image(p, w, ctx),
         "CopyImage" => copy_image(p, w, ctx),
         "DeleteImage" => p
@@ -34,20 +53,14 @@ pub fn handle(
             .map(|()| json!({})),
         "CreateSecurityGroup" => create_security_group(p, w, ctx),
         "AuthorizeSecurityGroup" => authorize(p, w, ctx),
-        "DescribeSecurityGroups" => describe_security_groups(p, w, ctx),
-        "DescribeSecurityGroupAttribute" => describe_security_group_attribute(p, w, ctx),
         "DeleteSecurityGroup" => p
             .required("SecurityGroupId")
             .and_then(|id| w.delete_security_group(ctx.region, id))
             .map(|()| json!({})),
         "ImportKeyPair" => import_key_pair(p, w, ctx),
-        "DescribeKeyPairs" => describe_key_pairs(p, w, ctx),
         "DeleteKeyPairs" => delete_key_pairs(p, w, ctx),
         "RunInstances" => run_instances(p, w, ctx),
-        "DescribeInstances" => describe_instances(p, w, ctx),
-        "DescribeInstanceStatus" => describe_instance_status(p, w, ctx),
         "DeleteInstances" => delete_instances(p, w, ctx),
-        "ListTagResources" => list_tag_resources(p, w, ctx),
         "TagResources" => tag_resources(p, w, ctx),
         _ => return None,
     };
@@ -72,7 +85,7 @@ fn describe_regions(w: &World) -> Result<Value, ApiError> {
 
 const DISK_CATEGORIES: [&str; 4] = ["cloud_essd", "cloud_efficiency", "cloud_ssd", "cloud_auto"];
 
-fn describe_zones(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_zones(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let verbose = p.bool("Verbose")?.unwrap_or(true);
     let zones: Vec<Value> = region
@@ -113,7 +126,7 @@ fn stock_status(n: u64) -> (&'static str, &'static str) {
     }
 }
 
-fn describe_available_resource(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_available_resource(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let dest = p.required("DestinationResource")?;
     let want_zone = p.get("ZoneId");
@@ -231,7 +244,7 @@ fn image_json(i: &super::world::Image, now: i64) -> Value {
     })
 }
 
-fn describe_images(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_images(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let ids: Vec<&str> = p
         .get("ImageId")
@@ -410,7 +423,7 @@ fn authorize(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, ApiE
     Ok(json!({}))
 }
 
-fn describe_security_groups(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_security_groups(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let mut ids = p.json_list("SecurityGroupIds")?;
     if ids.len() > 100 {
@@ -479,7 +492,7 @@ fn describe_security_groups(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Valu
 fn describe_security_group_attribute(
     p: &Params,
     w: &World,
-    ctx: &Ctx<'_>,
+    ctx: &View<'_>,
 ) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let id = p.required("SecurityGroupId")?;
@@ -533,7 +546,7 @@ fn import_key_pair(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value
     Ok(json!({ "KeyPairName": kp.name, "KeyPairFingerPrint": kp.fingerprint }))
 }
 
-fn describe_key_pairs(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_key_pairs(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let name = p.get("KeyPairName");
     let fingerprint = p.get("KeyPairFingerPrint");
@@ -734,7 +747,7 @@ fn mac(id: &str) -> String {
 /// say to enumerate with `ListTagResources` (aliyun-api.md §3.6).
 pub const TAG_FILTER_CAP: usize = 1000;
 
-fn describe_instances(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_instances(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let ids = p.json_list("InstanceIds")?;
     if ids.len() > 100 {
@@ -802,7 +815,7 @@ fn describe_instances(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, Api
     }))
 }
 
-fn describe_instance_status(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_instance_status(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let ids = p.list("InstanceId");
     if ids.len() > 100 {
@@ -888,7 +901,7 @@ pub fn list_tag_rows(
     resources: TaggedRefs<'_>,
     kind: &str,
     p: &Params,
-    ctx: &Ctx<'_>,
+    ctx: &View<'_>,
     default_page: u64,
 ) -> Result<Value, ApiError> {
     let ids = p.list("ResourceId");
@@ -925,7 +938,7 @@ pub fn list_tag_rows(
     Ok(json!({ "TagResources": { "TagResource": page }, "NextToken": next }))
 }
 
-fn list_tag_resources(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn list_tag_resources(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let kind = p.required("ResourceType")?.to_string();
     let resources = ecs_resource_tags(w, ctx.region, &kind)?;
     // ECS pages by `NextToken` alone, 50 rows at a time.

@@ -148,13 +148,13 @@ impl Emulator {
             },
             catalog: config.catalog.clone(),
             state_file: config.state_file.clone(),
-            core: Mutex::new(server::Core {
+            core: std::sync::RwLock::new(server::Core {
                 world,
                 clock: clock::Clock::new(start_ms, config.knobs.clock_speed),
-                rng,
                 knobs: config.knobs.clone(),
                 generation: 1,
             }),
+            rng: Mutex::new(rng),
             nonces: Mutex::new(auth::NonceCache::default()),
             throttle: Mutex::new(knobs::Throttle::default()),
             calls: Mutex::new(calls::CallLog::new(config.call_log_capacity)),
@@ -228,7 +228,7 @@ impl EmulatorHandle {
     }
 
     pub fn knobs(&self) -> Knobs {
-        self.shared.core.lock().expect("core lock").knobs.clone()
+        self.shared.read().knobs.clone()
     }
 
     /// Changes knobs with a partial JSON object, as `POST /_emulator/faults` does.
@@ -249,12 +249,7 @@ impl EmulatorHandle {
 
     /// Moves the emulated clock forward (finishes boots, async creations, releases).
     pub fn advance_clock(&self, by: Duration) {
-        self.shared
-            .core
-            .lock()
-            .expect("core lock")
-            .clock
-            .advance(by);
+        self.shared.write().clock.advance(by);
     }
 
     /// Sets the stock of one (zone, instance type); `None` stops selling it there.
@@ -265,7 +260,7 @@ impl EmulatorHandle {
         count: Option<u64>,
     ) -> Result<(), ApiError> {
         {
-            let mut core = self.shared.core.lock().expect("core lock");
+            let mut core = self.shared.write();
             core.world.set_stock(zone, instance_type, count)?;
             core.generation += 1;
         }
@@ -306,7 +301,7 @@ impl Drop for EmulatorHandle {
 }
 
 fn apply_knobs(shared: &server::Shared, patch: &serde_json::Value) -> Result<Knobs, String> {
-    let mut core = shared.core.lock().expect("core lock");
+    let mut core = shared.write();
     let new = core.knobs.patched(patch)?;
     if (new.clock_speed - core.knobs.clock_speed).abs() > f64::EPSILON {
         core.clock.set_speed(new.clock_speed);
@@ -365,7 +360,7 @@ impl WorldView {
 }
 
 fn view(shared: &server::Shared) -> WorldView {
-    let core = shared.core.lock().expect("core lock");
+    let core = shared.read();
     let now = core.clock.now_ms();
     let w = &core.world;
     let mut resources = Vec::new();

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use axum::Router;
@@ -19,7 +19,7 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
-use super::actions::{self, Ctx};
+use super::actions::{self, Ctx, View};
 use super::auth::{self, AccessKey, NonceCache};
 use super::calls::{CallLog, CallRecord};
 use super::catalog::Catalog;
@@ -36,9 +36,12 @@ pub(crate) struct Shared {
     pub key: AccessKey,
     pub catalog: Catalog,
     pub state_file: Option<PathBuf>,
-    /// The world with its clock, rng and knobs: one lock, because an action reads and writes
-    /// them together and holds it only for in-memory work (microseconds), never across I/O.
-    pub core: Mutex<Core>,
+    /// The world with its clock and knobs. Read-only actions share it (a read lock, so pages
+    /// render in parallel); changing ones take it alone. Held only for in-memory work, never
+    /// across I/O.
+    pub core: RwLock<Core>,
+    /// Ids, request ids and injected faults: seeded once, so a seeded run is reproducible.
+    pub rng: Mutex<StdRng>,
     /// Nonces of the last 15 minutes (replay protection).
     pub nonces: Mutex<NonceCache>,
     /// Token buckets per (region, action).
@@ -52,19 +55,26 @@ pub(crate) struct Shared {
 pub(crate) struct Core {
     pub world: World,
     pub clock: Clock,
-    pub rng: StdRng,
     pub knobs: Knobs,
     /// Bumped by every change to the world.
     pub generation: u64,
 }
 
 impl Shared {
+    pub fn read(&self) -> RwLockReadGuard<'_, Core> {
+        self.core.read().expect("core lock")
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Core> {
+        self.core.write().expect("core lock")
+    }
+
     /// Saves the world if it changed since the last save. Failures are logged, not fatal: the
     /// in-memory world is still right, and the next change retries.
     pub fn persist(&self) {
         let Some(path) = &self.state_file else { return };
         let (generation, bytes) = {
-            let core = self.core.lock().expect("core lock");
+            let core = self.read();
             (
                 core.generation,
                 persist::snapshot(&core.world, core.clock.now_ms()),
@@ -82,10 +92,10 @@ impl Shared {
 
     pub fn reset(&self) {
         {
-            let mut core = self.core.lock().expect("core lock");
+            let mut core = self.write();
             let now = core.clock.now_ms();
             let core = &mut *core;
-            core.world = World::new(&self.catalog, now, &mut core.rng);
+            core.world = World::new(&self.catalog, now, &mut *self.rng.lock().expect("rng lock"));
             core.generation += 1;
         }
         self.calls.lock().expect("calls lock").clear();
@@ -184,8 +194,8 @@ async fn api(
         .unwrap_or("ecs.aliyuncs.com")
         .to_string();
     let rid = {
-        let mut core = shared.core.lock().expect("core lock");
-        request_id(&mut core.rng)
+        let mut rng = shared.rng.lock().expect("rng lock");
+        request_id(&mut *rng)
     };
     let mut outcome = Outcome {
         api: None,
@@ -279,7 +289,7 @@ async fn handle(
         return Err(ApiError::missing("RegionId"));
     }
 
-    let knobs = shared.core.lock().expect("core lock").knobs.clone();
+    let knobs = shared.read().knobs.clone();
     if knobs.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(knobs.latency_ms)).await;
     }
@@ -300,11 +310,10 @@ async fn handle(
         }
     }
 
-    let (result, changed) = {
-        let mut guard = shared.core.lock().expect("core lock");
-        let core = &mut *guard;
-        if knobs.error_rate > 0.0 && core.rng.random_bool(knobs.error_rate) {
-            return Err(if core.rng.random_bool(0.5) {
+    if knobs.error_rate > 0.0 {
+        let mut rng = shared.rng.lock().expect("rng lock");
+        if rng.random_bool(knobs.error_rate) {
+            return Err(if rng.random_bool(0.5) {
                 ApiError::new(
                     503,
                     "ServiceUnavailable",
@@ -318,20 +327,47 @@ async fn handle(
                 )
             });
         }
+    }
+    let mut changed = false;
+    let result = if actions::mutates(action) {
+        let mut guard = shared.write();
+        let core = &mut *guard;
         let now = core.clock.now_ms();
-        let swept = core.world.sweep(now);
+        changed = core.world.sweep(now);
+        let mut rng = shared.rng.lock().expect("rng lock");
         let mut ctx = Ctx {
             region: &region,
             now,
             knobs: &core.knobs,
-            rng: &mut core.rng,
+            rng: &mut rng,
         };
         let result = actions::dispatch(api, action, &p, &mut core.world, &mut ctx);
-        let changed = swept || (result.is_ok() && actions::mutates(action));
+        changed |= result.is_ok();
         if changed {
             core.generation += 1;
         }
-        (result, changed)
+        result
+    } else {
+        // Purge released instances first (rarely needed: take the write lock only then).
+        let due = {
+            let core = shared.read();
+            core.world.sweep_due(core.clock.now_ms())
+        };
+        if due {
+            let mut core = shared.write();
+            let now = core.clock.now_ms();
+            if core.world.sweep(now) {
+                core.generation += 1;
+                changed = true;
+            }
+        }
+        let core = shared.read();
+        let view = View {
+            region: &region,
+            now: core.clock.now_ms(),
+            knobs: &core.knobs,
+        };
+        actions::dispatch_read(api, action, &p, &core.world, &view)
     };
     if changed {
         shared.persist();
@@ -357,7 +393,7 @@ async fn reset(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn faults(State(shared): State<Arc<Shared>>) -> Response {
-    axum::Json(shared.core.lock().expect("core lock").knobs.clone()).into_response()
+    axum::Json(shared.read().knobs.clone()).into_response()
 }
 
 fn control_error(msg: impl Into<String>) -> Response {
@@ -392,7 +428,7 @@ async fn clock(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         return control_error("expected {\"advance_ms\": N}");
     };
     let now = {
-        let mut core = shared.core.lock().expect("core lock");
+        let mut core = shared.write();
         core.clock.advance(std::time::Duration::from_millis(ms));
         core.clock.now_ms()
     };
@@ -416,7 +452,7 @@ async fn stock(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
     };
     let result = {
-        let mut core = shared.core.lock().expect("core lock");
+        let mut core = shared.write();
         let r = core
             .world
             .set_stock(&req.zone, &req.instance_type, req.count);

@@ -3,15 +3,31 @@
 
 use serde_json::{Value, json};
 
-use super::actions::{Ctx, NumberPaging, vpc_tags};
+use super::actions::{Ctx, NumberPaging, View, vpc_tags};
 use super::clock::seconds;
 use super::ecs::list_tag_rows;
 use super::error::ApiError;
 use super::params::Params;
 use super::world::{World, matches_tags, network_status, unsupported_resource_type};
 
-/// Runs a VPC action; `None` when the emulator does not implement it.
-pub fn handle(
+/// Runs a read-only VPC action; `None` when not one the emulator has.
+pub fn handle_read(
+    action: &str,
+    p: &Params,
+    w: &World,
+    v: &View<'_>,
+) -> Option<Result<Value, ApiError>> {
+    let r = match action {
+        "DescribeVpcs" => describe_vpcs(p, w, v),
+        "DescribeVSwitches" => describe_vswitches(p, w, v),
+        "ListTagResources" => list_tag_resources(p, w, v),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// Runs a VPC action that changes the world; `None` when not one the emulator has.
+pub fn handle_write(
     action: &str,
     p: &Params,
     w: &mut World,
@@ -19,18 +35,15 @@ pub fn handle(
 ) -> Option<Result<Value, ApiError>> {
     let r = match action {
         "CreateVpc" => create_vpc(p, w, ctx),
-        "DescribeVpcs" => describe_vpcs(p, w, ctx),
         "DeleteVpc" => p
             .required("VpcId")
             .and_then(|id| w.delete_vpc(ctx.region, id, ctx.now))
             .map(|()| json!({})),
         "CreateVSwitch" => create_vswitch(p, w, ctx),
-        "DescribeVSwitches" => describe_vswitches(p, w, ctx),
         "DeleteVSwitch" => p
             .required("VSwitchId")
             .and_then(|id| w.delete_vswitch(ctx.region, id, ctx.now))
             .map(|()| json!({})),
-        "ListTagResources" => list_tag_resources(p, w, ctx),
         _ => return None,
     };
     Some(r)
@@ -61,7 +74,7 @@ fn create_vpc(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, Api
     }))
 }
 
-fn describe_vpcs(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_vpcs(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let ids: Vec<&str> = p
         .get("VpcId")
@@ -146,7 +159,7 @@ fn create_vswitch(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value,
     Ok(json!({ "VSwitchId": vsw.id }))
 }
 
-fn describe_vswitches(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn describe_vswitches(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let vpc = p.get("VpcId");
     let ids: Vec<&str> = p
@@ -195,7 +208,7 @@ fn describe_vswitches(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, Api
     }))
 }
 
-fn list_tag_resources(p: &Params, w: &World, ctx: &Ctx<'_>) -> Result<Value, ApiError> {
+fn list_tag_resources(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let kind = p.required("ResourceType")?;
     let r = w.region(ctx.region)?;
     let resources = match kind {

@@ -536,6 +536,14 @@ impl World {
         self.regions.get_mut(id).ok_or_else(|| unknown_region(id))
     }
 
+    /// Whether [`World::sweep`] has anything to purge.
+    pub fn sweep_due(&self, now: Millis) -> bool {
+        self.regions
+            .values()
+            .flat_map(|r| r.instances.values())
+            .any(|i| i.released_at.is_some_and(|t| t <= now))
+    }
+
     /// Purges instances whose release time has passed, returning their stock and addresses.
     /// Returns whether anything changed.
     pub fn sweep(&mut self, now: Millis) -> bool {

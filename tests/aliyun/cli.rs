@@ -39,6 +39,8 @@ fn serve(args: &[&str]) -> Served {
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut stderr = String::new();
     err.read_line(&mut stderr).unwrap();
+    // Keep draining stderr so the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     Served {
         child,
         url: url.trim().to_string(),
