@@ -228,6 +228,7 @@ async fn run() {
             1_000,
         ),
     ] {
+        let since = emu.calls().last().map_or(0, |c| c.seq);
         let (c, r, t) = (client.clone(), region.clone(), token.clone());
         measure(name, total, concurrency, move |_| {
             let (c, r, t) = (c.clone(), r.clone(), t.clone());
@@ -241,6 +242,18 @@ async fn run() {
         })
         .await
         .print();
+        // The emulator's own share, from request in to response out, per its call log.
+        let mut inside: Vec<f64> = emu
+            .calls_since(since)
+            .iter()
+            .map(|c| c.latency_ms)
+            .collect();
+        inside.sort_by(f64::total_cmp);
+        println!(
+            "{:<52} median {:.2} ms of that inside the emulator's handler",
+            "",
+            inside[inside.len() / 2]
+        );
     }
     let started = Instant::now();
     let all = client
