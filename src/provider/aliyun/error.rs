@@ -19,9 +19,15 @@ pub mod local_codes {
     pub const INVALID_REQUEST: &str = "cfxm.InvalidRequest";
 }
 
-/// One failed call: what was asked, where, and what the service (or the network) said.
+/// One failed call: what was asked, where, and what the service (or the network) said. The
+/// details are boxed so `Result<T, AliyunError>` stays one pointer wide (failures are rare;
+/// `Ok` paths should not pay for them); fields read through `Deref` (`e.code`, `e.class`).
 #[derive(Debug, Clone)]
-pub struct AliyunError {
+pub struct AliyunError(Box<AliyunErrorDetail>);
+
+/// The fields of an [`AliyunError`].
+#[derive(Debug, Clone)]
+pub struct AliyunErrorDetail {
     /// The API action, e.g. `RunInstances`.
     pub action: &'static str,
     /// The region the call was for (`None` for region-less calls such as `DescribeRegions`).
@@ -48,7 +54,7 @@ impl AliyunError {
         retry_after: Option<Duration>,
     ) -> Self {
         let class = classify(&code, Some(status), retry_after);
-        Self {
+        Self(Box::new(AliyunErrorDetail {
             action,
             region,
             code,
@@ -56,7 +62,7 @@ impl AliyunError {
             request_id,
             status: Some(status),
             class,
-        }
+        }))
     }
 
     /// A failure without a usable response.
@@ -66,7 +72,7 @@ impl AliyunError {
         code: &str,
         message: String,
     ) -> Self {
-        Self {
+        Self(Box::new(AliyunErrorDetail {
             action,
             region,
             code: code.to_string(),
@@ -74,7 +80,7 @@ impl AliyunError {
             message,
             request_id: None,
             status: None,
-        }
+        }))
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -130,6 +136,13 @@ fn fatal_advice(code: &str) -> &'static str {
         "the endpoint did not answer like Aliyun; check `CFXM_ALIYUN_ENDPOINT` or the spec's `endpoint`"
     } else {
         "the request was rejected; the message says which parameter, fix it and re-run"
+    }
+}
+
+impl std::ops::Deref for AliyunError {
+    type Target = AliyunErrorDetail;
+    fn deref(&self) -> &AliyunErrorDetail {
+        &self.0
     }
 }
 

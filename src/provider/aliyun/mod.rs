@@ -18,10 +18,6 @@
 //! # Ok(()) }
 //! ```
 
-// `AliyunError` is ~140 bytes: failures are rare and carry everything a user message needs;
-// boxing it would only add an allocation to the cold path and `.0`s to every caller.
-#![allow(clippy::result_large_err)]
-
 mod client;
 mod credentials;
 mod ecs;
@@ -43,7 +39,7 @@ pub use ecs::{
     SecurityGroupQuery,
 };
 pub use endpoint::{Api, ENDPOINT_ENV, Endpoint, EndpointError, Endpoints};
-pub use error::{AliyunError, classify, local_codes};
+pub use error::{AliyunError, AliyunErrorDetail, classify, local_codes};
 pub use types::{
     AvailableResource, AvailableZone, EipAddress, ImageInfo, InstanceInfo, InstanceStatus,
     InstanceStatusInfo, InstanceTypeInfo, KeyPairInfo, Permission, RegionInfo,
