@@ -662,10 +662,7 @@ impl World {
         let r = self.region(region)?;
         let vpc = r.vpcs.get(vpc_id).ok_or_else(|| vpc_not_found(vpc_id))?;
         if r.zone(zone_id).is_none() {
-            return Err(ApiError::bad(
-                "InvalidZoneId.NotFound",
-                format!("The specified zone `{zone_id}` does not exist in region `{region}`."),
-            ));
+            return Err(zone_not_found(zone_id, region));
         }
         if network_status(vpc.available_at, now) != "Available" {
             return Err(ApiError::bad(
@@ -1095,6 +1092,11 @@ impl World {
             ));
         }
         if let Some(z) = &args.zone_id
+            && region.zone(z).is_none()
+        {
+            return Err(zone_not_found(z, region_id));
+        }
+        if let Some(z) = &args.zone_id
             && *z != vsw.zone_id
         {
             return Err(ApiError::invalid(format!(
@@ -1395,6 +1397,12 @@ pub fn unknown_region(id: &str) -> ApiError {
     ApiError::bad(
         "InvalidRegionId.Malformed",
         format!("The specified RegionId `{id}` does not exist."),
+    )
+}
+pub fn zone_not_found(zone: &str, region: &str) -> ApiError {
+    ApiError::not_found(
+        "InvalidZoneId.NotFound",
+        format!("The specified zone `{zone}` does not exist in region `{region}`."),
     )
 }
 pub fn vpc_not_found(id: &str) -> ApiError {

@@ -60,6 +60,17 @@ async fn no_capacity() {
         "InvalidResourceType.NotSupported",
         Some(403),
     );
+    let nowhere = RunInstancesRequest {
+        zone_id: Some("ap-southeast-1z".into()),
+        ..run_request(&net, 1)
+    };
+    let e = c.run_instances(r, &nowhere).await.unwrap_err();
+    assert_err(
+        &e,
+        ErrorClass::NotFound,
+        "InvalidZoneId.NotFound",
+        Some(404),
+    );
     let unknown = RunInstancesRequest {
         instance_type: "ecs.nope.large".into(),
         ..run_request(&net, 1)

@@ -482,3 +482,20 @@ async fn instances_from_run_to_release_with_both_signatures() {
         env.emu.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_client_for_a_spec_uses_its_endpoint_and_credentials() {
+    let emu = start(cfxm::emulator::EmulatorConfig::default()).await;
+    let yaml = format!(
+        "name: t\nowner: alice\ncloud:\n  aliyun:\n    instance_types: [{{ name: {TYPE} }}]\n    regions: [{{ name: {REGION}, nodes: 1 }}]\n    endpoint: {}\n    credentials: {{ access_key_id: cfxm-local, access_key_secret: cfxm-local-secret }}\n",
+        emu.endpoint_url()
+    );
+    let spec = cfxm::spec::load_str(&yaml, "t.yaml", std::path::Path::new("t.yaml")).unwrap();
+    let cfxm::spec::CloudSettings::Aliyun(settings) = &spec.clouds[0].settings else {
+        panic!("an aliyun cloud")
+    };
+    let client = cfxm::provider::aliyun::Client::for_spec(settings).unwrap();
+    assert_eq!(client.access_key_id(), "cfxm-local");
+    assert!(!client.describe_regions().await.unwrap().is_empty());
+    emu.shutdown().await;
+}
