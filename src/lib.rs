@@ -13,12 +13,14 @@
 //! | [`apply`] | the executor: ready-queue over the DAG, rate budgets, the retry policy, journaled mutations, events |
 //! | [`ssh`] | reaching hosts: the `Transport` trait over russh and local processes, host lists, fan-out |
 //! | [`devnode`] | the stand-in Conflux node: config keys, JSON-RPC, peer gossip, the log lines |
+//! | [`emulator`] | the built-in Aliyun-compatible cloud (ECS + VPC over HTTP), in-process or `cfxm emulator serve` |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
 pub mod apply;
 pub mod cli;
 pub mod devnode;
+pub mod emulator;
 pub mod provider;
 pub mod spec;
 pub mod ssh;

@@ -8,6 +8,7 @@
 mod devnode;
 mod diagnostics;
 mod exec;
+mod emulator;
 mod schema;
 mod validate;
 
@@ -52,6 +53,8 @@ enum Command {
     /// and public RPC ports bind; the local RPC port binds it too when it is a loopback
     /// address, so many devnodes can share port numbers on different 127.x.y.z addresses.
     Devnode(Box<devnode::DevnodeArgs>),
+    /// The built-in Aliyun-compatible cloud (ECS + VPC), for trying cfxm and for tests.
+    Emulator(emulator::EmulatorArgs),
 }
 
 /// The spec file a command works on.
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Devnode(args) => devnode::run(*args),
+        Command::Emulator(args) => emulator::run(args),
     }
 }
 

@@ -37,3 +37,5 @@ impl ErrorClass {
         )
     }
 }
+
+pub mod aliyun;

@@ -153,6 +153,14 @@ pub struct AliyunSettings {
     pub disk_category: String,
     pub bandwidth_mbps: u32,
     pub spot: bool,
+    /// The spec's access key, if it gives one (resolve with
+    /// [`crate::provider::aliyun::resolve_credentials_from_env`], which also reads the
+    /// environment and the aliyun CLI's profile).
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<crate::provider::aliyun::Secret>,
+    /// One endpoint for every region and both APIs (checked to be an `http(s)://host[:port]`
+    /// URL); `CFXM_ALIYUN_ENDPOINT` overrides it.
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone)]

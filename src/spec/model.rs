@@ -97,6 +97,28 @@ pub struct RawAliyun {
     /// Regions and how many Conflux nodes run in each.
     #[schemars(length(min = 1))]
     pub regions: Vec<RawRegion>,
+    /// API access key. Prefer the environment (`ALIBABA_CLOUD_ACCESS_KEY_ID` and
+    /// `ALIBABA_CLOUD_ACCESS_KEY_SECRET`, or the aliyun CLI's profile) to committing a secret;
+    /// when given here it wins over them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RawAliyunCredentials>,
+    /// One endpoint URL for every region and both APIs, e.g. an emulator at
+    /// `http://127.0.0.1:8080`. The environment's `CFXM_ALIYUN_ENDPOINT` overrides it; absent,
+    /// the real regional endpoints are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// An Aliyun access key pair (both halves, or neither).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAliyunCredentials {
+    /// The access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// The access key secret. Never printed or saved by cfxm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_secret: Option<String>,
 }
 
 /// AWS EC2 hosts.

@@ -307,6 +307,9 @@ impl Validator<'_> {
             &path.key("regions"),
         );
         let network = self.network(&raw.network, &path.key("network"));
+        let (access_key_id, access_key_secret) =
+            self.aliyun_credentials(raw.credentials.as_ref(), &path.key("credentials"));
+        let endpoint = self.aliyun_endpoint(raw.endpoint.as_deref(), &path.key("endpoint"));
         Cloud {
             settings: CloudSettings::Aliyun(AliyunSettings {
                 access: self.access(&raw.image, &raw.ssh_key, &raw.ssh_user),
@@ -315,9 +318,59 @@ impl Validator<'_> {
                 disk_category: raw.instance.disk_category.clone(),
                 bandwidth_mbps: raw.instance.bandwidth_mbps,
                 spot: raw.instance.spot,
+                access_key_id,
+                access_key_secret,
+                endpoint,
             }),
             regions,
         }
+    }
+
+    /// The spec's access key: both halves or neither.
+    fn aliyun_credentials(
+        &mut self,
+        raw: Option<&crate::spec::model::RawAliyunCredentials>,
+        path: &SpecPath,
+    ) -> (Option<String>, Option<crate::provider::aliyun::Secret>) {
+        let Some(raw) = raw else {
+            return (None, None);
+        };
+        let id = raw.access_key_id.clone().filter(|s| !s.is_empty());
+        let secret = raw.access_key_secret.clone().filter(|s| !s.is_empty());
+        if id.is_some() != secret.is_some() {
+            let missing = if id.is_some() {
+                "access_key_secret"
+            } else {
+                "access_key_id"
+            };
+            self.error(
+                SpecError::new(
+                    SpecErrorKind::MissingKey,
+                    format!("{path} gives half a key pair: `{missing}` is missing"),
+                )
+                .at(self.at.value(path), "incomplete key pair")
+                .help(
+                    "give both halves, or remove `credentials` and export `ALIBABA_CLOUD_ACCESS_KEY_ID` \
+                     and `ALIBABA_CLOUD_ACCESS_KEY_SECRET` (preferred)",
+                ),
+            );
+        }
+        (id, secret.map(crate::provider::aliyun::Secret::new))
+    }
+
+    fn aliyun_endpoint(&mut self, raw: Option<&str>, path: &SpecPath) -> Option<String> {
+        let raw = raw?;
+        if let Err(e) = crate::provider::aliyun::Endpoints::single(raw, "the spec") {
+            self.error(
+                SpecError::new(
+                    SpecErrorKind::BadValue,
+                    format!("{path} is not an endpoint URL: {}", e.reason),
+                )
+                .at(self.at.value(path), "not `http(s)://host[:port]`")
+                .help("use a URL such as `http://127.0.0.1:8080` (scheme, host and optional port)"),
+            );
+        }
+        Some(raw.to_string())
     }
 
     fn aws(&mut self, raw: &RawAws) -> Cloud {
@@ -716,6 +769,31 @@ mod tests {
                 SpecErrorKind::OutOfRange
             ]
         );
+    }
+
+    #[test]
+    fn aliyun_credentials_and_endpoint() {
+        let src = format!(
+            "{BASE}    credentials: {{ access_key_id: id, access_key_secret: hunter2 }}\n    endpoint: http://127.0.0.1:8080\n"
+        );
+        let s = load_str(&src, "t.yaml", Path::new("t.yaml")).unwrap();
+        let crate::spec::CloudSettings::Aliyun(a) = &s.clouds[0].settings else {
+            panic!()
+        };
+        assert_eq!(a.access_key_id.as_deref(), Some("id"));
+        assert_eq!(
+            a.access_key_secret.as_ref().map(|s| s.expose()),
+            Some("hunter2")
+        );
+        assert!(
+            !format!("{a:?}").contains("hunter2"),
+            "the secret must not reach Debug output"
+        );
+        assert_eq!(a.endpoint.as_deref(), Some("http://127.0.0.1:8080"));
+        let half = format!("{BASE}    credentials: {{ access_key_id: id }}\n");
+        assert_eq!(kinds(&half), [SpecErrorKind::MissingKey]);
+        let bad = format!("{BASE}    endpoint: ftp://x/y\n");
+        assert_eq!(kinds(&bad), [SpecErrorKind::BadValue]);
     }
 
     #[test]
