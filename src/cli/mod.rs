@@ -7,8 +7,8 @@
 
 mod devnode;
 mod diagnostics;
-mod exec;
 mod emulator;
+mod exec;
 mod schema;
 mod validate;
 

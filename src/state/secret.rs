@@ -6,7 +6,7 @@
 //! 1. [`Secret`]: a string that refuses to be serialized and prints as `***`. Credentials
 //!    (access key secrets, private key material) should live in this type from the moment they
 //!    are read, so an accidental `#[derive(Serialize)]` on a struct holding one fails loudly
-//!    instead of writing it. `provider::aliyun` is expected to hold its AccessKey secret in it.
+//!    instead of writing it. The Aliyun and AWS credentials hold their secrets in it.
 //! 2. A scan of the JSON about to be written: keys that name a secret (`AccessKeySecret`,
 //!    `Password`, `private_key`, ...) and values that contain private key material (`-----BEGIN
 //!    ... PRIVATE KEY-----`) are refused. This catches secrets passed as plain strings, e.g. in a
@@ -40,6 +40,12 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
     }
 }
 

@@ -9,32 +9,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A secret string. Debug and Display print `***`; it has no `Serialize`, so it cannot reach a
-/// state file by accident. Read it only where it is used, with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    /// The secret itself: for signing, nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// Credentials are held in the one [`Secret`] type: redacted in Debug and Display, refused by
+/// every serializer, so a secret cannot reach output, logs or state by accident.
+pub use crate::state::Secret;
 
 /// Where a credential pair was found, for messages ("using the key from ALI_ACCESS_KEY_ID").
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! AWS credentials from the standard chain, and the [`Secret`] newtype that keeps them out of
-//! output.
+//! AWS credentials from the standard chain; the secret is held in [`Secret`] (redacted, never
+//! serialized).
 //!
 //! The chain is the subset of the AWS SDKs' default chain that a command-line tool needs
 //! (no instance metadata, no SSO): the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
@@ -12,36 +12,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// A secret string (a secret access key, a session token). `Debug` and `Display` print
-/// `[redacted]`; the value leaves only through [`Secret::expose`], which the signer calls.
-///
-/// Kept local to the AWS provider on purpose: it is small, and the Aliyun provider may carry its
-/// own; the two can merge later without touching callers beyond the path.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself. Call only to sign or send it, never to print it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// Credentials are held in the one [`Secret`] type: redacted in Debug and Display, refused by
+/// every serializer, so a secret cannot reach output, logs or state by accident.
+pub use crate::state::Secret;
 
 /// Where a set of credentials came from, for messages ("check `AWS_PROFILE=x` in ~/.aws/...").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,6 +339,6 @@ mod tests {
         let c = Credentials::new("AKIA", Secret::new("very-secret"));
         let shown = format!("{c:?} {} {}", c.secret_access_key, c.source);
         assert!(!shown.contains("very-secret"), "{shown}");
-        assert!(shown.contains("[redacted]"));
+        assert!(shown.contains("***"));
     }
 }
