@@ -12,6 +12,7 @@
 //! | [`state`] | the state directory: lock, journal, inventory (+ the original's `hosts.json`), run directories |
 //! | [`apply`] | the executor: ready-queue over the DAG, rate budgets, the retry policy, journaled mutations, events |
 //! | [`ssh`] | reaching hosts: the `Transport` trait over russh and local processes, host lists, fan-out |
+//! | [`stages`] | the experiment as resources: reach, image, nodes, topology, transactions, blocks, collect, report |
 //! | [`devnode`] | the stand-in Conflux node: config keys, JSON-RPC, peer gossip, the log lines |
 //! | [`emulator`] | the built-in Aliyun-compatible cloud (ECS + VPC over HTTP), in-process or `cfxm emulator serve` |
 //!
@@ -24,4 +25,5 @@ pub mod emulator;
 pub mod provider;
 pub mod spec;
 pub mod ssh;
+pub mod stages;
 pub mod state;
