@@ -10,9 +10,11 @@
 //! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
 //! | [`provider`] | cloud API clients and the classification of their errors |
 //! | [`state`] | the state directory and the original tool's `hosts.json` format |
+//! | [`analyze`] | node logs → latency statistics, the original's table, `report.{txt,json,md}` and plots |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
+pub mod analyze;
 pub mod cli;
 pub mod provider;
 pub mod spec;

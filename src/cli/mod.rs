@@ -6,6 +6,7 @@
 //! `plan --detailed-exitcode` 2 when changes are pending.
 
 mod diagnostics;
+mod report;
 mod schema;
 mod validate;
 
@@ -36,6 +37,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema(schema::SchemaArgs),
+    /// Analyse a finished run's node logs: latency tables, report files and plots.
+    Report(report::ReportArgs),
 }
 
 /// The spec file a command works on.
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 
