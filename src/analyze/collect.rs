@@ -7,13 +7,12 @@
 //! tracked sampled transactions (thinned by hash on very large runs, see
 //! [`AnalyzeOptions::tx_keep_per_256`](super::AnalyzeOptions)).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use super::input::{self, NodeLog};
-use super::line::H256;
+use super::line::{H256, H256Map};
 use super::scan::{self, Matcher, NodeScan, Stages, TxFilter};
 use super::{AnalyzeError, AnalyzeOptions, Progress};
 
@@ -74,8 +73,8 @@ pub(crate) struct NodeData {
 pub(crate) struct RunData {
     pub nodes: Vec<NodeData>,
     pub blocks: Vec<BlockData>,
-    index: HashMap<H256, u32>,
-    pub txs: HashMap<H256, TxData>,
+    index: H256Map<u32>,
+    pub txs: H256Map<TxData>,
     pub by_block_ratio: Vec<f32>,
     /// Per node and packed tx: its packing time − that node's earliest sample of it (s).
     pub tx_wait: Vec<f64>,
@@ -122,12 +121,14 @@ pub(crate) fn collect(
             let done_tx = done_tx.clone();
             let (next, logs, matcher) = (&next, &logs, &matcher);
             s.spawn(move || {
+                // This worker's read buffer, reused for every file it scans.
+                let mut buf = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(log) = logs.get(i) else { break };
                     let result = input::open(log)
                         .map_err(|e| std::io::Error::other(e.to_string()))
-                        .and_then(|r| scan::scan(r, matcher, tx_filter));
+                        .and_then(|r| scan::scan(r, matcher, tx_filter, &mut buf));
                     if done_tx.send((i, result)).is_err() {
                         break;
                     }

@@ -416,7 +416,7 @@ fn original(run: &RunData) -> OriginalReport {
         let mut per_key: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for (_, st) in &b.stages {
             for (k, v) in &st.custom {
-                per_key.entry(k.as_str()).or_default().push(f64::from(*v));
+                per_key.entry(&**k).or_default().push(f64::from(*v));
             }
         }
         for (k, s) in per_key {

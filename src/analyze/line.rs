@@ -27,6 +27,34 @@ pub(crate) const PATTERNS: [&str; 7] = [
 /// A 32-byte hash (block or transaction), parsed from `0x` + 64 hex digits.
 pub(crate) type H256 = [u8; 32];
 
+/// Hashes already are uniformly random: folding their words (FxHash-style) is enough and much
+/// cheaper than SipHash on the hot path. Logs come from our own nodes, not from an adversary.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct H256Hasher(u64);
+
+impl std::hash::Hasher for H256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by hashes.
+pub(crate) type H256Map<V> =
+    std::collections::HashMap<H256, V, std::hash::BuildHasherDefault<H256Hasher>>;
+
 /// Which block event a block line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BlockEvent {
@@ -66,19 +94,20 @@ pub(crate) enum TxSeen {
 }
 
 /// A block-event record: stage times in nanoseconds since the node first heard of the block.
+/// Keys borrow from the line: records are frequent and their keys few, so no allocation here.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct EventRecord {
+pub(crate) struct EventRecord<'a> {
     pub hash: H256,
     /// `key: value` pairs after `start_timestamp`, values as logged (ns, or raw gauges).
-    pub values: Vec<(String, i64)>,
+    pub values: Vec<(&'a str, i64)>,
 }
 
 /// What one matched line says.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Parsed {
+pub(crate) enum Parsed<'a> {
     Block(BlockEvent, Box<HeaderFields>),
     ByBlockRatio(f64),
-    Events(Box<EventRecord>),
+    Events(EventRecord<'a>),
     /// `SyncGraphStatistics.inserted_block_count − ConsensusGraphStatistics.inserted_block_count`.
     Gap(u64),
     Tx(H256, TxSeen),
@@ -123,10 +152,28 @@ impl Default for Finders {
 }
 
 impl Finders {
+    /// Which of [`PATTERNS`] the line holds, as a bit mask (bit i = pattern i).
+    #[cfg(test)]
+    pub(crate) fn mask(&self, line: &[u8]) -> u32 {
+        let mut m = 0;
+        for (i, f) in self.pattern.iter().enumerate() {
+            if f.find(line).is_some() {
+                m |= 1 << i;
+            }
+        }
+        m
+    }
+
     /// Every item the line carries, in the mapper's order (a line can, in principle, match more
-    /// than one pattern; the mapper tests them all).
-    pub(crate) fn parse(&self, line: &[u8], out: &mut Vec<Result<Parsed, Malformed>>) {
-        let has = |i: usize| self.pattern[i].find(line).is_some();
+    /// than one pattern; the mapper tests them all). `mask` says which patterns the line holds
+    /// ([`Finders::mask`], or the scanner's own search).
+    pub(crate) fn parse<'a>(
+        &self,
+        line: &'a [u8],
+        mask: u32,
+        out: &mut Vec<Result<Parsed<'a>, Malformed>>,
+    ) {
+        let has = |i: usize| mask & (1 << i) != 0;
         if has(0) {
             out.push(self.ratio_of(line));
         }
@@ -142,22 +189,22 @@ impl Finders {
                 );
             }
         }
-        if let Some(at) = self.pattern[4].find(line) {
+        if let Some(at) = has(4).then(|| self.pattern[4].find(line)).flatten() {
             // The mapper takes only `complete` and `partially complete`; `incomplete` is ignored.
             let rest = &line[at + PATTERNS[4].len()..];
             if rest.starts_with(b"complete. ") || rest.starts_with(b"partially complete. ") {
-                out.push(events(rest).map(|e| Parsed::Events(Box::new(e))));
+                out.push(events(rest).map(Parsed::Events));
             }
         }
         if has(5) {
             out.push(self.gap(line));
         }
-        if let Some(at) = self.pattern[6].find(line) {
+        if let Some(at) = has(6).then(|| self.pattern[6].find(line)).flatten() {
             out.push(tx_sample(&line[at + PATTERNS[6].len()..]));
         }
     }
 
-    fn ratio_of(&self, line: &[u8]) -> Result<Parsed, Malformed> {
+    fn ratio_of(&self, line: &[u8]) -> Result<Parsed<'static>, Malformed> {
         let at = self.ratio.find(line).ok_or(Malformed("`ratio=` missing"))?;
         let text = std::str::from_utf8(trim(&line[at + 6..])).map_err(|_| Malformed("ratio"))?;
         text.parse::<f64>()
@@ -165,7 +212,7 @@ impl Finders {
             .map_err(|_| Malformed("`ratio=` is not a number"))
     }
 
-    fn gap(&self, line: &[u8]) -> Result<Parsed, Malformed> {
+    fn gap(&self, line: &[u8]) -> Result<Parsed<'static>, Malformed> {
         let num = |f: &memmem::Finder<'_>, what: &'static str| -> Result<u64, Malformed> {
             let at = f.find(line).ok_or(Malformed(what))? + f.needle().len();
             parse_u64(until(&line[at..], b',')).ok_or(Malformed(what))
@@ -223,7 +270,7 @@ impl Finders {
 }
 
 /// `complete. hash: 0x…, start_timestamp: …, key: n, …` → the record.
-fn events(rest: &[u8]) -> Result<EventRecord, Malformed> {
+fn events(rest: &[u8]) -> Result<EventRecord<'_>, Malformed> {
     let dot = memchr::memchr(b'.', rest).ok_or(Malformed("record"))?;
     let body = std::str::from_utf8(trim(&rest[dot + 1..]))
         .map_err(|_| Malformed("record is not UTF-8"))?;
@@ -241,7 +288,7 @@ fn events(rest: &[u8]) -> Result<EventRecord, Malformed> {
             }
             "start_timestamp" => {}
             _ => values.push((
-                k.to_string(),
+                k,
                 v.parse::<i64>()
                     .map_err(|_| Malformed("record value is not an integer"))?,
             )),
@@ -254,7 +301,7 @@ fn events(rest: &[u8]) -> Result<EventRecord, Malformed> {
 }
 
 /// ` <hash> in tx pool` → the sample.
-fn tx_sample(rest: &[u8]) -> Result<Parsed, Malformed> {
+fn tx_sample(rest: &[u8]) -> Result<Parsed<'static>, Malformed> {
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
     let hash = parse_h256(&rest[..end]).ok_or(Malformed("sampled tx hash"))?;
@@ -305,20 +352,35 @@ pub(crate) fn parse_h256(s: &[u8]) -> Option<H256> {
         return None;
     }
     let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    // Table lookups and one validity check at the end: no branch per digit.
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let (hi, lo) = (
+            HEX_VALUE[usize::from(pair[0])],
+            HEX_VALUE[usize::from(pair[1])],
+        );
+        bad |= (hi | lo) & 0x80;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(out)
+    (bad == 0).then_some(out)
 }
 
-fn nibble(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+/// Hex digit values; 0x80 marks a byte that is not a hex digit.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// `0x` + lowercase hex.
 pub(crate) fn hex_h256(h: &H256) -> String {
@@ -421,9 +483,10 @@ mod tests {
         )
     }
 
-    fn parse(line: &str) -> Vec<Result<Parsed, Malformed>> {
+    fn parse(line: &str) -> Vec<Result<Parsed<'_>, Malformed>> {
         let mut out = Vec::new();
-        Finders::default().parse(line.as_bytes(), &mut out);
+        let f = Finders::default();
+        f.parse(line.as_bytes(), f.mask(line.as_bytes()), &mut out);
         out
     }
 
@@ -497,7 +560,7 @@ mod tests {
             panic!()
         };
         assert_eq!(e.values.len(), 7);
-        assert_eq!(e.values[0], ("header_ready".into(), 100));
+        assert_eq!(e.values[0], ("header_ready", 100));
         assert!(parse(&ev.replace("complete.", "incomplete.")).is_empty());
     }
 

@@ -33,7 +33,6 @@ pub fn text(r: &Report) -> String {
     s.push_str("Block broadcast latency from the generator's own log time (headline; seconds)\n");
     s.push_str(&table(&r.headline, "log-time latency (s)"));
     s.push_str(&coverage_line(r));
-    s.push('\n');
     let low: Vec<_> = {
         let mut nodes: Vec<_> = r
             .coverage
@@ -278,7 +277,7 @@ pub fn markdown(r: &Report) -> String {
             .map(|(i, _)| if i == 0 { "---".into() } else { "---:".into() })
             .collect::<Vec<_>>(),
     );
-    let wanted = ["Avg/", "P50)", "P90)", "P99)", "Max)"];
+    let wanted = ["/P50)", "/P90)", "/P99)", "/Max)"];
     for row in &r.headline.rows {
         let Some(sum) = &row.summary else { continue };
         if !wanted.iter().any(|w| row.name.contains(w)) {
