@@ -348,3 +348,76 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AnalyzeError
     std::fs::write(&tmp, bytes).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(name: &str) -> input::NodeLog {
+        input::NodeLog {
+            name: name.into(),
+            path: PathBuf::from(name),
+            compression: Compression::Plain,
+            disk_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn groups_come_from_options_then_hosts_json_then_hosts() {
+        let logs = [log("10.0.0.1-0"), log("10.0.0.1-1"), log("10.0.0.2-0")];
+        let explicit = BTreeMap::from([("10.0.0.2-0".to_string(), "cn-hongkong".to_string())]);
+        let hosts = BTreeMap::from([("10.0.0.1-1".to_string(), "me-east-1".to_string())]);
+        assert_eq!(
+            assign_groups(&logs, &explicit, &hosts),
+            ["10.0.0.1", "me-east-1", "cn-hongkong"]
+        );
+        let many: Vec<_> = (0..40).map(|i| log(&format!("10.0.1.{i}-0"))).collect();
+        assert!(
+            assign_groups(&many, &BTreeMap::new(), &BTreeMap::new())
+                .iter()
+                .all(|g| g == "all")
+        );
+    }
+
+    #[test]
+    fn hosts_json_is_found_beside_the_run_or_in_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("runs/20260304T0853");
+        std::fs::create_dir_all(&run).unwrap();
+        assert!(groups_from_hosts_json(&run).is_empty());
+        let hosts = r#"[{"ip": "47.236.1.2", "nodes_per_host": 2, "ssh_user": "root",
+            "ssh_key_path": "k", "provider": "aliyun", "region": "ap-southeast-1",
+            "zone": "ap-southeast-1a", "instance_id": "i-1", "private_ip": null}]"#;
+        std::fs::write(dir.path().join("hosts.json"), hosts).unwrap();
+        let g = groups_from_hosts_json(&run);
+        assert_eq!(
+            g.get("47.236.1.2-1").map(String::as_str),
+            Some("ap-southeast-1")
+        );
+        assert_eq!(g.len(), 2);
+    }
+
+    #[test]
+    fn progress_is_reported_per_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fixture::write_run(
+            dir.path(),
+            &fixture::FixtureSpec {
+                nodes: 3,
+                blocks: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let opts = AnalyzeOptions {
+            progress: Some(Arc::new(move |p: Progress| {
+                sink.lock().unwrap().push((p.files_done, p.files_total))
+            })),
+            ..AnalyzeOptions::default()
+        };
+        analyze_run(dir.path(), &opts).unwrap();
+        assert_eq!(*seen.lock().unwrap(), [(1, 3), (2, 3), (3, 3)]);
+    }
+}
