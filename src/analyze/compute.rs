@@ -206,6 +206,36 @@ pub(crate) fn build(run: &RunData, run_dir: &str, percentiles: &[f64]) -> Report
     };
 
     // ---- Warnings.
+    // Latency compares two machines' clocks; a receive "before" generation means skew.
+    let mut early: BTreeMap<&str, (u64, f64)> = BTreeMap::new();
+    for (b, g) in run.blocks.iter().zip(&generators) {
+        let Some((_, t0)) = g else { continue };
+        for o in b
+            .obs
+            .iter()
+            .filter(|o| o.receive != NONE && o.receive < *t0)
+        {
+            let e = early
+                .entry(run.nodes[o.node as usize].log.name.as_str())
+                .or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 = e.1.max(f64::from(t0 - o.receive) / 1e6);
+        }
+    }
+    if !early.is_empty() {
+        let mut worst: Vec<_> = early.iter().collect();
+        worst.sort_by(|a, b| b.1.1.total_cmp(&a.1.1));
+        let names: Vec<String> = worst
+            .iter()
+            .take(5)
+            .map(|(n, (c, s))| format!("{n} ({c} blocks, up to {s:.3} s early)"))
+            .collect();
+        warnings.push(format!(
+            "{} node(s) logged receiving blocks before their generator made them: their clocks are skewed, and the skew adds to their latencies ({}); check NTP on the hosts",
+            early.len(),
+            names.join(", ")
+        ));
+    }
     if incomplete > 0 {
         warnings.push(format!(
             "{incomplete} of {} blocks were not inserted by every node; their percentiles are over the nodes that logged them (the original tool drops such blocks)",

@@ -45,6 +45,8 @@ pub struct FixtureSpec {
     /// (node, block) pairs whose lines the node never logs (the block never reached it). Dropping
     /// a generator's pair removes the block's generator line.
     pub missing: Vec<(usize, usize)>,
+    /// (node, ms): that node's clock is off by this much; its log times shift, the truth does not.
+    pub clock_skew_ms: Vec<(usize, f64)>,
 }
 
 impl Default for FixtureSpec {
@@ -64,6 +66,7 @@ impl Default for FixtureSpec {
             sampled_txs_per_block: 2,
             compression: Compression::Plain,
             missing: Vec::new(),
+            clock_skew_ms: Vec::new(),
         }
     }
 }
@@ -394,6 +397,13 @@ impl Ctx<'_> {
         }
         evs.sort_by_key(|e| e.0);
 
+        let skew_ns = self
+            .spec
+            .clock_skew_ms
+            .iter()
+            .filter(|(n, _)| *n == node)
+            .map(|(_, ms)| (ms * 1e6) as i64)
+            .sum::<i64>();
         let mut out = Vec::with_capacity(evs.len() * 700);
         let mut line = String::with_capacity(2048);
         let (mut synced, mut consed) = (1u64, 1u64);
@@ -405,7 +415,7 @@ impl Ctx<'_> {
                 Ev::Noise(_) => ("DEBUG", "IO Worker #2", "network::ses"),
                 _ => ("DEBUG", "IO Worker #1", "cfxcore::syn"),
             };
-            push_time(&mut line, t);
+            push_time(&mut line, t + skew_ns);
             let _ = write!(
                 line,
                 " {level} {thread:<20.20} [{tid:<8.8}] {target:<12.12} - ",

@@ -16,6 +16,10 @@
 //!   not silently dropped; its percentiles use the nodes that did log it;
 //! - a malformed line is counted and quoted in the warnings instead of aborting the run.
 //!
+//! Both methods compare log times of different machines, so they assume synchronised clocks
+//! (NTP keeps cloud hosts within milliseconds); a node that logs a block before its generator
+//! made it is named in a warning, since its skew adds to every latency it reports.
+//!
 //! This module never prints; the CLI draws progress from [`AnalyzeOptions::progress`].
 
 mod collect;

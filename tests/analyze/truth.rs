@@ -307,3 +307,23 @@ fn malformed_lines_are_reported_and_skipped() {
     assert!(report.warnings.iter().any(|w| w.contains("cut short")));
     assert_eq!(report.coverage.blocks_seen, 5);
 }
+
+#[test]
+fn a_skewed_clock_is_named() {
+    let (dir, truth) = run_dir(&FixtureSpec {
+        nodes: 6,
+        blocks: 12,
+        clock_skew_ms: vec![(2, -400.0)],
+        ..FixtureSpec::default()
+    });
+    let report = analyze(dir.path(), &PCT);
+    let w = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("clocks are skewed"))
+        .unwrap_or_else(|| panic!("{:?}", report.warnings));
+    assert!(
+        w.starts_with("1 node(s)") && w.contains(&truth.node_names[2]),
+        "{w}"
+    );
+}
