@@ -110,7 +110,7 @@ pub struct Bias {
     pub per_block: Summary,
     /// Per (block, receiving node): header-method Receive latency − log-time Receive latency (s).
     pub receive: Summary,
-    /// The percentiles of both summaries.
+    /// The percentiles of both summaries (always the original's set).
     pub percentiles: Vec<f64>,
 }
 
