@@ -128,7 +128,7 @@ pub(crate) fn collect(
                     let Some(log) = logs.get(i) else { break };
                     let result = input::open(log)
                         .map_err(|e| std::io::Error::other(e.to_string()))
-                        .and_then(|r| scan::scan(r, matcher, tx_filter, &mut buf));
+                        .map(|r| scan::scan(r, matcher, tx_filter, &mut buf));
                     if done_tx.send((i, result)).is_err() {
                         break;
                     }
@@ -140,7 +140,10 @@ pub(crate) fn collect(
         for (done, (i, result)) in done_rx.into_iter().enumerate() {
             disk_done += logs[i].disk_bytes;
             let (scan, error) = match result {
-                Ok(scan) => (scan, None),
+                Ok(mut scan) => {
+                    let error = scan.read_error.take();
+                    (scan, error)
+                }
                 Err(e) => (NodeScan::default(), Some(e.to_string())),
             };
             results[i] = Some((scan, error));

@@ -237,6 +237,24 @@ mod tests {
     }
 
     #[test]
+    fn concatenated_frames_and_members_are_read_whole() {
+        // `zstd`/`gzip` appending to an existing file, or `cat a.zst b.zst`, makes several frames.
+        let dir = tempfile::tempdir().unwrap();
+        for c in [Compression::Gzip, Compression::Zstd] {
+            let node = dir.path().join(format!("logs/{c:?}-0"));
+            std::fs::create_dir_all(&node).unwrap();
+            let mut bytes = compress(b"first\n", c);
+            bytes.extend(compress(b"second\n", c));
+            std::fs::write(node.join(c.file_name()), bytes).unwrap();
+        }
+        for log in discover(dir.path()).unwrap() {
+            let mut out = String::new();
+            open(&log).unwrap().read_to_string(&mut out).unwrap();
+            assert_eq!(out, "first\nsecond\n", "{:?}", log.compression);
+        }
+    }
+
+    #[test]
     fn two_forms_of_one_log_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let node = dir.path().join("logs/h-0");

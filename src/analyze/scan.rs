@@ -139,6 +139,8 @@ pub(crate) struct NodeScan {
     pub problems: Vec<String>,
     /// Whether the log ended without a newline in the middle of a matching line.
     pub truncated_tail: bool,
+    /// The read error that ended the scan early; what was read before it is kept.
+    pub read_error: Option<String>,
     /// Earliest and latest timestamp of a matched line.
     pub first_ns: Option<i64>,
     pub last_ns: Option<i64>,
@@ -160,13 +162,14 @@ impl TxFilter {
 }
 
 /// Scans one log stream. `buf` is the worker's read buffer, reused across files so its pages are
-/// touched once per worker rather than once per file.
+/// touched once per worker rather than once per file. A read error (a corrupt or cut compressed
+/// file) ends the scan but keeps everything read before it, noted in `read_error`.
 pub(crate) fn scan(
     mut input: impl Read,
     matcher: &Matcher,
     tx_filter: TxFilter,
     buf: &mut Vec<u8>,
-) -> std::io::Result<NodeScan> {
+) -> NodeScan {
     let finders = Finders::default();
     let mut state = NodeScan::default();
     if buf.len() < CHUNK {
@@ -189,7 +192,10 @@ pub(crate) fn scan(
         let n = match input.read(&mut buf[filled..]) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                state.read_error = Some(e.to_string());
+                return state;
+            }
         };
         state.bytes += n as u64;
         if n == 0 {
@@ -201,7 +207,7 @@ pub(crate) fn scan(
                     state.truncated_tail = true;
                 }
             }
-            return Ok(state);
+            return state;
         }
         filled += n;
         // Process whole lines only; keep the partial tail for the next read.
@@ -528,7 +534,7 @@ mod tests {
             }
         }
         let all = TxFilter { keep_per_256: 256 };
-        let s = scan(Drip(log.as_bytes()), &Matcher::new(), all, &mut Vec::new()).unwrap();
+        let s = scan(Drip(log.as_bytes()), &Matcher::new(), all, &mut Vec::new());
         assert_eq!(s.matched_lines, 2001);
         assert_eq!(s.malformed_lines, 0);
         assert_eq!(s.by_block_ratio, vec![1.0]);
@@ -539,7 +545,7 @@ mod tests {
         assert!(!s.truncated_tail);
 
         let cut = &log[..log.len() - 3];
-        let s = scan(cut.as_bytes(), &Matcher::new(), all, &mut Vec::new()).unwrap();
+        let s = scan(cut.as_bytes(), &Matcher::new(), all, &mut Vec::new());
         assert_eq!(s.by_block_ratio, Vec::<f32>::new());
         assert!(s.truncated_tail, "a cut last line is reported as truncated");
     }

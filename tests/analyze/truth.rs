@@ -327,3 +327,38 @@ fn a_skewed_clock_is_named() {
         "{w}"
     );
 }
+
+#[test]
+fn a_cut_compressed_log_is_reported_and_what_it_holds_is_kept() {
+    let (dir, truth) = run_dir(&FixtureSpec {
+        nodes: 5,
+        blocks: 80,
+        compression: Compression::Zstd,
+        ..FixtureSpec::default()
+    });
+    let path = dir
+        .path()
+        .join("logs")
+        .join(&truth.node_names[1])
+        .join("conflux.log.zst");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let report = analyze(dir.path(), &PCT);
+    let cut = &report.coverage.nodes[1];
+    assert!(cut.unreadable);
+    assert!(
+        cut.blocks_synced > 0 && cut.blocks_synced < 80,
+        "what was read before the cut is kept: {cut:?}"
+    );
+    assert!(!report.coverage.nodes[0].unreadable);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("log unreadable past byte")),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(report.nodes, 5);
+    assert_eq!(report.coverage.blocks_seen, 80);
+}
