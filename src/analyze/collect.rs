@@ -181,6 +181,34 @@ fn default_tx_keep(nodes: usize) -> u16 {
 }
 
 impl RunData {
+    /// Keeps the earliest `n` blocks by header timestamp (ties by height, then hash), in their
+    /// current order.
+    pub(crate) fn keep_earliest_blocks(&mut self, n: usize) {
+        if self.blocks.len() <= n {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.blocks.len()).collect();
+        order.sort_by_key(|&i| {
+            let b = &self.blocks[i];
+            (b.timestamp, b.height, b.hash)
+        });
+        let mut keep = vec![false; self.blocks.len()];
+        for &i in &order[..n] {
+            keep[i] = true;
+        }
+        let mut i = 0;
+        self.blocks.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.index = self
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.hash, i as u32))
+            .collect();
+    }
+
     fn merge(&mut self, log: NodeLog, group: String, scan: NodeScan, error: Option<String>) {
         let node = self.nodes.len() as u32;
         let mut duplicates = 0u64;

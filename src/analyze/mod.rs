@@ -67,6 +67,8 @@ pub struct AnalyzeOptions {
     /// Track a sampled transaction iff its hash's second byte is below this (256 keeps all).
     /// Default: all up to 1,000 nodes, then a share that keeps memory at the 1,000-node level.
     pub tx_keep_per_256: Option<u16>,
+    /// Keep only the earliest N blocks by header timestamp (the original's `-n/--max-blocks`).
+    pub max_blocks: Option<usize>,
     pub progress: Option<ProgressFn>,
 }
 
@@ -77,6 +79,7 @@ impl Default for AnalyzeOptions {
             threads: None,
             node_groups: BTreeMap::new(),
             tx_keep_per_256: None,
+            max_blocks: None,
             progress: None,
         }
     }
@@ -89,6 +92,7 @@ impl std::fmt::Debug for AnalyzeOptions {
             .field("threads", &self.threads)
             .field("node_groups", &self.node_groups.len())
             .field("tx_keep_per_256", &self.tx_keep_per_256)
+            .field("max_blocks", &self.max_blocks)
             .finish_non_exhaustive()
     }
 }
@@ -193,7 +197,10 @@ pub fn analyze_run(run_dir: &Path, opts: &AnalyzeOptions) -> Result<Report, Anal
     let logs = input::discover(run_dir)?;
     let from_hosts = groups_from_hosts_json(run_dir);
     let groups = assign_groups(&logs, &opts.node_groups, &from_hosts);
-    let run = collect::collect(logs, groups, opts)?;
+    let mut run = collect::collect(logs, groups, opts)?;
+    if let Some(n) = opts.max_blocks {
+        run.keep_earliest_blocks(n);
+    }
     if run.nodes.iter().all(|n| n.error.is_some()) {
         return Err(AnalyzeError::AllUnreadable {
             path: run_dir.to_path_buf(),

@@ -22,6 +22,9 @@ pub struct ReportArgs {
     /// Take the percentiles from this spec's `report.percentiles`.
     #[arg(short = 'f', long = "spec", value_name = "FILE")]
     spec: Option<PathBuf>,
+    /// Keep only the earliest N blocks by header timestamp (the original's `-n`).
+    #[arg(short = 'n', long, value_name = "N")]
+    max_blocks: Option<usize>,
     /// Threads that read logs (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -65,6 +68,7 @@ pub fn run(args: ReportArgs) -> ExitCode {
     let opts = AnalyzeOptions {
         percentiles,
         threads: args.threads,
+        max_blocks: args.max_blocks,
         progress: Some(std::sync::Arc::new(move |p: analyze::Progress| {
             progress_bar.set_length(p.files_total as u64);
             progress_bar.set_position(p.files_done as u64);

@@ -362,3 +362,27 @@ fn a_cut_compressed_log_is_reported_and_what_it_holds_is_kept() {
     assert_eq!(report.nodes, 5);
     assert_eq!(report.coverage.blocks_seen, 80);
 }
+
+#[test]
+fn max_blocks_keeps_the_earliest() {
+    let (dir, truth) = run_dir(&FixtureSpec {
+        nodes: 4,
+        blocks: 12,
+        ..FixtureSpec::default()
+    });
+    let opts = cfxm::analyze::AnalyzeOptions {
+        max_blocks: Some(5),
+        ..Default::default()
+    };
+    let report = cfxm::analyze::analyze_run(dir.path(), &opts).unwrap();
+    assert_eq!(report.coverage.blocks_seen, 5);
+    assert_eq!(report.original.blocks, 5);
+    let hashes: Vec<&str> = report
+        .coverage
+        .blocks
+        .iter()
+        .map(|b| b.hash.as_str())
+        .collect();
+    let want: Vec<&str> = truth.blocks[..5].iter().map(|b| b.hash.as_str()).collect();
+    assert_eq!(hashes, want);
+}
