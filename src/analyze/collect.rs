@@ -3,17 +3,20 @@
 //! Worker threads take files from a shared index and scan them; the calling thread merges each
 //! finished node into [`RunData`] as it arrives, so at most `threads` node summaries (each
 //! O(blocks)) exist besides the merged data. The merged data is O(blocks × nodes): one 16-byte
-//! [`Obs`] per (block, node that logged it), plus event stages where records exist, plus the
+//! [`Obs`] per (block, node that logged it), plus 4 bytes per event stage where records exist
+//! (the values only, grouped by block and stage, since rows need nothing else), plus the
 //! tracked sampled transactions (thinned by hash on very large runs, see
 //! [`AnalyzeOptions::tx_keep_per_256`](super::AnalyzeOptions)).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use super::input::{self, NodeLog};
 use super::line::{H256, H256Map};
-use super::scan::{self, Matcher, NodeScan, Stages, TxFilter};
+use super::scan::{self, Matcher, NodeScan, STAGES, TxFilter};
 use super::{AnalyzeError, AnalyzeOptions, Progress};
 
 /// Marks an event a node did not log.
@@ -39,8 +42,9 @@ pub(crate) struct BlockData {
     pub txs: u32,
     pub size: u64,
     pub obs: Vec<Obs>,
-    /// Event stages by node, where a record was logged.
-    pub stages: Vec<(u32, Box<Stages>)>,
+    /// Event-stage values (ms, or raw gauges) of the nodes that logged a record, by stage id
+    /// ([`RunData::stage_names`]); a stage no node reported has an empty list.
+    pub stage_values: Vec<Vec<f32>>,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +84,9 @@ pub(crate) struct RunData {
     pub tx_wait: Vec<f64>,
     /// Times that did not fit the relative-µs window.
     pub clamped: u64,
+    /// Event-stage names by id: the 8 standard stages, then custom ones as first seen.
+    pub stage_names: Vec<Arc<str>>,
+    stage_ids: HashMap<Arc<str>, usize>,
     pub threads: usize,
     pub elapsed_ms: u64,
 }
@@ -111,6 +118,7 @@ pub(crate) fn collect(
 
     let mut run = RunData {
         threads,
+        stage_names: STAGES.iter().map(|s| Arc::from(*s)).collect(),
         ..RunData::default()
     };
     let mut results: Vec<Option<(NodeScan, Option<String>)>> = Vec::new();
@@ -226,7 +234,7 @@ impl RunData {
                     txs: 0,
                     size: 0,
                     obs: Vec::new(),
-                    stages: Vec::new(),
+                    stage_values: Vec::new(),
                 });
                 (self.blocks.len() - 1) as u32
             });
@@ -259,7 +267,26 @@ impl RunData {
             });
             self.clamped += clamped;
             if let Some(st) = nb.stages {
-                b.stages.push((node, st));
+                let stage_ids = &mut self.stage_ids;
+                let stage_names = &mut self.stage_names;
+                let mut put = |id: usize, v: f32| {
+                    if b.stage_values.len() <= id {
+                        b.stage_values.resize_with(id + 1, Vec::new);
+                    }
+                    b.stage_values[id].push(v);
+                };
+                for (si, v) in st.standard.iter().enumerate() {
+                    if !v.is_nan() {
+                        put(si, *v);
+                    }
+                }
+                for (name, v) in &st.custom {
+                    let id = *stage_ids.entry(name.clone()).or_insert_with(|| {
+                        stage_names.push(name.clone());
+                        stage_names.len() - 1
+                    });
+                    put(id, *v);
+                }
             }
         }
         for (hash, tx) in scan.txs {

@@ -418,16 +418,17 @@ fn original(run: &RunData) -> OriginalReport {
         rows.push(blank());
     }
 
-    // 2. Event stages; 3. custom stages and gauges.
+    // 2. Event stages; 3. custom stages and gauges (ids past the standard 8, sorted by name).
+    let values_of = |b: &BlockData, id: usize| -> Vec<f64> {
+        b.stage_values
+            .get(id)
+            .map(|v| v.iter().map(|x| f64::from(*x)).collect())
+            .unwrap_or_default()
+    };
     for (si, stage) in STAGES.iter().enumerate() {
         let mut per_q = vec![Vec::new(); qs.len()];
         for b in &run.blocks {
-            let s: Vec<f64> = b
-                .stages
-                .iter()
-                .map(|(_, st)| f64::from(st.standard[si]))
-                .filter(|v| !v.is_nan())
-                .collect();
+            let s = values_of(b, si);
             if s.is_empty() || (PIVOT_STAGES.contains(&si) && s.len() < threshold) {
                 continue;
             }
@@ -442,27 +443,25 @@ fn original(run: &RunData) -> OriginalReport {
         }
         rows.push(blank());
     }
-    let mut custom: BTreeMap<&str, Vec<Vec<f64>>> = BTreeMap::new();
-    for b in &run.blocks {
-        let mut per_key: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        for (_, st) in &b.stages {
-            for (k, v) in &st.custom {
-                per_key.entry(&**k).or_default().push(f64::from(*v));
+    let mut custom: Vec<(usize, &str)> = run
+        .stage_names
+        .iter()
+        .enumerate()
+        .skip(STAGES.len())
+        .map(|(id, name)| (id, &**name))
+        .collect();
+    custom.sort_by_key(|(_, name)| *name);
+    for (id, name) in custom {
+        let mut per_q = vec![Vec::new(); qs.len()];
+        for b in &run.blocks {
+            let s = values_of(b, id);
+            if !s.is_empty() && s.len() >= threshold {
+                push_block(&mut per_q, s);
             }
         }
-        for (k, s) in per_key {
-            let per_q = custom
-                .entry(k)
-                .or_insert_with(|| vec![Vec::new(); qs.len()]);
-            if s.len() >= threshold {
-                push_block(per_q, s);
-            }
-        }
-    }
-    for (k, per_q) in custom {
         for (q, v) in qs.iter().zip(per_q) {
             rows.push(row(
-                format!("custom block event elapsed ({k}/{})", q.label()),
+                format!("custom block event elapsed ({name}/{})", q.label()),
                 RowFormat::Fixed2,
                 v,
             ));
