@@ -14,10 +14,12 @@
 //! | [`ssh`] | reaching hosts: the `Transport` trait over russh and local processes, host lists, fan-out |
 //! | [`stages`] | the experiment as resources: reach, image, nodes, topology, transactions, blocks, collect, report |
 //! | [`devnode`] | the stand-in Conflux node: config keys, JSON-RPC, peer gossip, the log lines |
+//! | [`analyze`] | node logs → latency statistics, the original's table, `report.{txt,json,md}` and plots |
 //! | [`emulator`] | the built-in Aliyun-compatible cloud (ECS + VPC over HTTP), in-process or `cfxm emulator serve` |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
+pub mod analyze;
 pub mod apply;
 pub mod cli;
 pub mod devnode;

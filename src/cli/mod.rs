@@ -9,6 +9,7 @@ mod devnode;
 mod diagnostics;
 mod emulator;
 mod exec;
+mod report;
 mod schema;
 mod validate;
 
@@ -55,6 +56,8 @@ enum Command {
     Devnode(Box<devnode::DevnodeArgs>),
     /// The built-in Aliyun-compatible cloud (ECS + VPC), for trying cfxm and for tests.
     Emulator(emulator::EmulatorArgs),
+    /// Analyse a finished run's node logs: latency tables, report files and plots.
+    Report(report::ReportArgs),
 }
 
 /// The spec file a command works on.
@@ -118,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Exec(args) => exec::run(args),
         Command::Devnode(args) => devnode::run(*args),
         Command::Emulator(args) => emulator::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 
