@@ -67,7 +67,7 @@ pub use executor::{
     ApplyReport, Cancel, Cancelled, Counts, DEFAULT_PARALLELISM, Executor, ExecutorError, Outcome,
     StepContext,
 };
-pub use mutation::{MutationError, journaled};
+pub use mutation::{MutationError, Mutations, StepError, journaled};
 pub use rate::{ApiClass, Rate, RateBuckets, RateError, RateLimits};
 pub use retry::{
     Classify, Decision, Operation, RetryPolicy, StopReason, Stopped, done_if_gone, retry,

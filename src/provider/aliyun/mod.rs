@@ -23,6 +23,7 @@ mod credentials;
 mod ecs;
 mod endpoint;
 mod error;
+mod reconcile;
 pub mod sign;
 mod types;
 mod vpc;
@@ -38,6 +39,7 @@ pub use ecs::{
     MAX_TAG_RESOURCES_PER_CALL, MAX_TAGS_PER_CALL, RunInstancesRequest, RunInstancesResponse,
     SecurityGroupQuery,
 };
+pub use reconcile::{AliyunProvider, Timing};
 pub use endpoint::{Api, ENDPOINT_ENV, Endpoint, EndpointError, Endpoints};
 pub use error::{AliyunError, AliyunErrorDetail, classify, local_codes};
 pub use types::{
