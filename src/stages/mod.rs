@@ -7,9 +7,11 @@
 //! | --- | --- |
 //! | [`catalogue`] | [`StageId`], the chain and its dependencies as data, `--only`/`--skip` |
 //! | [`plan`](mod@plan) | [`Inputs`] and fingerprints, [`Assessment`] of journal records, [`decide`]: which stages run and why |
-//! | [`env`] | [`StageEnv`]: the spec, hosts with their transports, journal, RPC client, options |
+//! | [`env`](mod@env) | [`StageEnv`]: the spec, hosts with their transports, journal, RPC client, options |
 //! | [`driver`] | [`run_stage`] (journals `running` → `succeeded`/`failed`), [`run_plan`] |
 //! | [`rpc`] | the node's JSON-RPC client |
+//! | [`config`] | the generated `conflux.toml` (the original's keys and formulas) and its diff |
+//! | [`runtime`] | docker containers or devnode processes: start, status, stop, log filter commands |
 //!
 //! # The contract with the reconciler
 //!
@@ -30,11 +32,22 @@
 //! [`StepContext`], one line per stage with counts (`nodes ready 11/12`, `blocks 143/300, ETA
 //! 25s`).
 
+pub mod blocks;
 pub mod catalogue;
+pub mod collect;
+pub mod config;
 pub mod driver;
 pub mod env;
+pub mod image;
+pub mod nodes;
 pub mod plan;
+mod progress;
+pub mod reach;
+pub mod report;
 pub mod rpc;
+pub mod runtime;
+pub mod topology;
+pub mod transactions;
 
 use miette::Diagnostic;
 use serde_json::Value;
@@ -45,7 +58,7 @@ use crate::ssh::{BoxFuture, TransportError};
 use crate::state::{JournalLog, StateError};
 
 pub use catalogue::{CATALOGUE, StageId, StageInfo, StageSelection, UnknownStage};
-pub use driver::{StageRun, run_plan, run_stage};
+pub use driver::{Analyzer, AnalyzerOutput, PlanRun, StageRun, run_plan, run_stage};
 pub use env::{Budget, InputContext, StageEnv, StageHost, StageOptions};
 pub use plan::{
     Assessment, Decision, Inputs, LastRun, Live, Own, PlannedStage, Reason, StagePlan, assess,
@@ -208,4 +221,64 @@ pub enum StageError {
         run_dir: std::path::PathBuf,
         message: String,
     },
+}
+
+impl StageError {
+    pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        StageError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Runs `futures` with at most `limit` at once (on the caller's task, so they may borrow);
+/// outputs in completion order.
+pub(crate) async fn bounded<F: std::future::Future>(
+    futures: Vec<F>,
+    limit: usize,
+) -> Vec<F::Output> {
+    use futures_util::stream::{self, StreamExt};
+    stream::iter(futures)
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await
+}
+
+/// Every stage, in catalogue order.
+pub fn all() -> [&'static dyn Stage; 8] {
+    [
+        &reach::Reach,
+        &image::Image,
+        &nodes::Nodes,
+        &topology::Topology,
+        &transactions::Transactions,
+        &blocks::Blocks,
+        &collect::Collect,
+        &report::Report,
+    ]
+}
+
+/// The stages' plan for `env`: inputs against the journal, live checks of current stages over
+/// the hosts, decisions under `selection`.
+pub async fn plan(env: &StageEnv, selection: &StageSelection) -> Result<StagePlan, StageError> {
+    let stages = all();
+    let log = env.journal.log();
+    let hosts = env.host_list();
+    let assessed = assess(&stages, &env.input_context(&hosts), &log)?;
+    let live = check_live(&stages, &assessed, env, &log).await;
+    Ok(decide(&assessed, &live, selection))
+}
+
+/// Plans the stages and runs what the plan says, reporting to `reporter`.
+pub async fn apply(
+    env: &StageEnv,
+    selection: &StageSelection,
+    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
+    cancel: crate::apply::Cancel,
+) -> Result<(StagePlan, driver::PlanRun), StageError> {
+    let plan = plan(env, selection).await?;
+    let run = run_plan(&plan, &all(), env, reporter, cancel).await?;
+    Ok((plan, run))
 }

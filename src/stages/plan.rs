@@ -146,6 +146,10 @@ pub enum Own {
     },
     /// The hosts change in this apply, and the stage's inputs include them.
     HostsPending,
+    /// A stage it comes after ran since it last did (e.g. it was excluded by `--skip` then).
+    Stale {
+        upstream: StageId,
+    },
     /// Succeeded with the same inputs.
     Current,
 }
@@ -182,6 +186,11 @@ pub fn assess(
                 Err(StageError::HostsPending) => None,
                 Err(e) => return Err(e),
             };
+            // An upstream stage that ran after this one's last run.
+            let stale = id.info().after.iter().copied().find(|dep| {
+                let dep_serial = log.latest_stage(&dep.name()).map(|(s, _)| s);
+                matches!((dep_serial, &last), (Some(d), Some(l)) if d > l.serial)
+            });
             let own = match (&last, &inputs) {
                 (None, _) => Own::NeverRan,
                 (Some(l), _) if l.status == StageStatus::Running => Own::Interrupted,
@@ -189,7 +198,10 @@ pub fn assess(
                     error: l.error.clone().unwrap_or_default(),
                 },
                 (Some(_), None) => Own::HostsPending,
-                (Some(l), Some(new)) if l.fingerprint == new.fingerprint() => Own::Current,
+                (Some(l), Some(new)) if l.fingerprint == new.fingerprint() => match stale {
+                    Some(upstream) => Own::Stale { upstream },
+                    None => Own::Current,
+                },
                 (Some(l), Some(new)) => Own::Changed {
                     parts: match &l.inputs {
                         Some(old) => new.changed_parts(old),
@@ -243,6 +255,10 @@ pub enum Reason {
         parts: Vec<String>,
     },
     HostsPending,
+    /// A stage it comes after ran since its last run.
+    Stale {
+        upstream: StageId,
+    },
     Lost {
         why: String,
     },
@@ -269,6 +285,7 @@ impl fmt::Display for Reason {
                 write!(f, "{} changed", names.join(", "))
             }
             Reason::HostsPending => f.write_str("the hosts change in this apply"),
+            Reason::Stale { upstream } => write!(f, "`{upstream}` ran since"),
             Reason::Lost { why } => f.write_str(why),
             Reason::Upstream { stage } => write!(f, "`{stage}` runs"),
             Reason::Demanded { by, why } => write!(f, "`{by}` needs it: {why}"),
@@ -323,6 +340,15 @@ pub struct PlannedStage {
 }
 
 impl PlannedStage {
+    /// A unified diff of a text part of the inputs (`config`) between the last run and this
+    /// plan; `None` when the part did not change or is not text on both sides.
+    pub fn text_diff(&self, part: &str) -> Option<String> {
+        let old = self.previous.as_ref()?.get(part)?.as_str()?;
+        let new = self.inputs.as_ref()?.get(part)?.as_str()?;
+        let d = super::config::diff(old, new);
+        (!d.is_empty()).then_some(d)
+    }
+
     /// A line for the plan: `blocks: run (`blocks.count` changed)` or `reach: up to date`.
     pub fn summary(&self) -> String {
         let why = |r: &[Reason]| {
@@ -397,6 +423,9 @@ pub fn decide(
                 parts: parts.clone(),
             }],
             Own::HostsPending => vec![Reason::HostsPending],
+            Own::Stale { upstream } => vec![Reason::Stale {
+                upstream: *upstream,
+            }],
             Own::Current => match live.get(&a.id) {
                 Some(Live::Lost { why }) => vec![Reason::Lost { why: why.clone() }],
                 _ => vec![],
