@@ -95,11 +95,10 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
         let runtime = Runtime::for_host(&h.host, &bin);
         let (dir, counter) = (&dir, &counter);
         per_host.push(async move {
-            let slots: Vec<u32> = (0..h.host.record.nodes_per_host).collect();
             let stopped = stop_nodes(
                 h,
                 &runtime,
-                &slots,
+                None,
                 env.options.stop_timeout,
                 env.options.command_timeout,
             )

@@ -153,6 +153,16 @@ pub enum StageError {
         first: String,
     },
 
+    /// A node process or container ended before it answered.
+    #[error("{node} exited before it answered `test_sayHello`")]
+    #[diagnostic(
+        code(cfxm::stages::node_exited),
+        help(
+            "its own output says why: `node<i>/stdout.txt` in the host's slot (devnode) or `docker logs conflux_node_<i>` (cloud)"
+        )
+    )]
+    NodeExited { node: String },
+
     /// A stage needs a stage that has not succeeded.
     #[error("{stage} needs the outputs of `{upstream}`, which has not succeeded")]
     #[diagnostic(

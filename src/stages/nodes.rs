@@ -354,15 +354,17 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     }
     let mut readies = Vec::new();
     for (i, slot) in candidates {
-        let ep = endpoint(env.hosts[i].host.record.ip, slot);
+        let h = &env.hosts[i];
+        let ep = endpoint(h.host.record.ip, slot);
+        let runtime = Runtime::for_host(&h.host, &bin);
         let counter = &counter;
         readies.push(async move {
-            let r = ready(env, &ep).await;
+            let r = ready(env, &ep, h, &runtime, slot).await;
             counter.tick(r.is_ok());
             ((i, slot), r)
         });
     }
-    let results: Vec<((usize, u32), Result<NodeId, RpcError>)> =
+    let results: Vec<((usize, u32), Result<NodeId, StageError>)> =
         bounded(readies, env.options.rpc_parallelism).await;
     let mut nodes = Vec::new();
     for ((i, slot), r) in results {
@@ -376,11 +378,17 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
                     id: id.to_string(),
                 },
             )),
-            Err(e) => failed.push(NodeFailure {
-                host,
-                slot,
-                error: e.to_string(),
-            }),
+            Err(e) => {
+                let said = node_output(env, &env.hosts[i], slot).await;
+                failed.push(NodeFailure {
+                    host,
+                    slot,
+                    error: match said {
+                        Some(out) => format!("{e}; the node said: {out}"),
+                        None => e.to_string(),
+                    },
+                })
+            }
         }
     }
     nodes.sort_by_key(|(i, n)| (*i, n.slot));
@@ -452,15 +460,62 @@ async fn start_host(
     Ok(())
 }
 
+/// The last lines a devnode wrote to its stdout/stderr (why it exited, e.g. a port in use);
+/// `None` for docker hosts or when there is nothing.
+async fn node_output(env: &StageEnv, h: &StageHost, slot: u32) -> Option<String> {
+    if !h.host.is_local() {
+        return None;
+    }
+    let cmd = format!("tail -n 3 node{slot}/stdout.txt");
+    let out = h
+        .transport
+        .run(&cmd, Some(env.options.command_timeout))
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!text.is_empty()).then_some(text)
+}
+
 /// The readiness sequence of one node; its node id.
-async fn ready(env: &StageEnv, ep: &Endpoint) -> Result<NodeId, RpcError> {
+async fn ready(
+    env: &StageEnv,
+    ep: &Endpoint,
+    host: &StageHost,
+    runtime: &Runtime,
+    slot: u32,
+) -> Result<NodeId, StageError> {
     let deadline = tokio::time::Instant::now() + env.options.ready_timeout;
     let pause = Duration::from_millis(250);
+    // While the node does not answer, look every 2 s whether it still runs at all: a node that
+    // exited (a port in use, a bad config) fails now, not after the whole timeout.
+    let mut next_look = tokio::time::Instant::now() + Duration::from_secs(2);
     loop {
         match env.rpc.say_hello(ep).await {
             Ok(()) => break,
-            Err(e) if tokio::time::Instant::now() + pause >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(pause).await,
+            Err(e) if tokio::time::Instant::now() + pause >= deadline => return Err(e.into()),
+            Err(_) => {
+                if tokio::time::Instant::now() >= next_look {
+                    next_look += Duration::from_secs(2);
+                    let status = host
+                        .transport
+                        .run(
+                            &runtime.status_command(&[slot]),
+                            Some(env.options.command_timeout),
+                        )
+                        .await;
+                    if let Ok(out) = status
+                        && String::from_utf8_lossy(&out)
+                            .trim_end()
+                            .ends_with(" stopped")
+                    {
+                        return Err(StageError::NodeExited {
+                            node: format!("{} node {slot}", host.host.label),
+                        });
+                    }
+                }
+                tokio::time::sleep(pause).await
+            }
         }
     }
     let id = env.rpc.node_id(ep, rand::random::<u32>()).await?;
@@ -476,7 +531,8 @@ async fn ready(env: &StageEnv, ep: &Endpoint) -> Result<NodeId, RpcError> {
                 endpoint: ep.clone(),
                 method: "debug_currentSyncPhase".into(),
                 problem: format!("still `{phase}` after 10s"),
-            });
+            }
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -502,22 +558,23 @@ async fn genesis_secrets(env: &StageEnv, config: &ConfluxConfig) -> Result<PathB
     Ok(path)
 }
 
-/// Stops the nodes in `slots` on one host (SIGTERM / `docker stop`, then a kill after
-/// `timeout`); one `(slot, outcome)` per slot: `stopped`, `killed` or `not-running`. The local
-/// cloud's destroy calls this for every slot it removes.
+/// Stops nodes on one host (SIGTERM / `docker stop`, then a kill after `timeout`): those in
+/// `slots`, or with `None` every node an earlier run left there. One `(slot, outcome)` per
+/// slot: `stopped`, `killed` or `not-running`. The local cloud's destroy calls this with `None`
+/// before it removes a slot.
 pub async fn stop_nodes(
     host: &StageHost,
     runtime: &Runtime,
-    slots: &[u32],
+    slots: Option<&[u32]>,
     timeout: Duration,
     command_timeout: Duration,
 ) -> Result<Vec<(u32, String)>, StageError> {
-    if slots.is_empty() {
-        return Ok(Vec::new());
-    }
     let cmd = runtime.stop_command(slots, timeout.as_secs().max(1));
     // Every slot may take the full grace time.
-    let limit = command_timeout + timeout * slots.len() as u32;
+    let n = slots
+        .map_or(host.host.record.nodes_per_host as usize, <[u32]>::len)
+        .max(1);
+    let limit = command_timeout + timeout * n as u32;
     let text = host.transport.run(&cmd, Some(limit)).await?;
     Ok(String::from_utf8_lossy(&text)
         .lines()
@@ -530,6 +587,8 @@ pub async fn stop_nodes(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::state::hosts_json::HostRecord;
 
@@ -573,6 +632,81 @@ mod tests {
         assert_eq!(n.p2p_addr(&a, &c), "47.0.0.1:11030");
         assert_eq!(n.p2p_addr(&a, &d), "47.0.0.1:11030");
         assert_eq!(n.rpc.url(), "http://47.0.0.1:11032");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_exits_fails_fast_with_what_it_said() {
+        use crate::apply::{Cancel, Silent};
+        let tmp = tempfile::tempdir().unwrap();
+        // A "cfxm" that fails like a devnode whose port is taken.
+        let bin = tmp.path().join("cfxm");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\necho 'error: cannot bind the P2P port'\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let spec = crate::spec::load_str(
+            "name: t\nowner: o\ncloud:\n  local:\n    regions: [{ name: r1, nodes: 2 }]\n",
+            "t.yaml",
+            &tmp.path().join("t.yaml"),
+        )
+        .unwrap();
+        let state = crate::state::StateDir::new(tmp.path().join("state"))
+            .spec(&spec.name)
+            .unwrap();
+        let lock = state.lock("test").unwrap();
+        let journal = state.journal(&lock).unwrap();
+        let mut h = host("i-1", "local", "r1", "127.0.0.1", None);
+        h.record.ip = format!(
+            "127.{}.{}.9",
+            rand::random::<u8>() / 2 + 1,
+            rand::random::<u8>()
+        )
+        .parse()
+        .unwrap();
+        let slot = state.slot("i-1").unwrap();
+        std::fs::create_dir_all(&slot).unwrap();
+        let hosts = vec![StageHost {
+            transport: Arc::new(crate::ssh::LocalTransport::new("i-1", &slot)),
+            host: h,
+        }];
+        let options = crate::stages::StageOptions {
+            devnode_bin: Some(bin),
+            ..Default::default()
+        };
+        let env = StageEnv::new(
+            Arc::new(spec),
+            state,
+            Arc::new(lock),
+            journal,
+            hosts,
+            options,
+        );
+        let step = StepContext::new(Default::default(), Arc::new(Silent), Cancel::new());
+        let started = std::time::Instant::now();
+        let run = crate::stages::run_stage(&Nodes, &env, &step).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let failure = run.outcome.unwrap_err();
+        let out: NodesOutput = serde_json::from_value(failure.outputs.unwrap()).unwrap();
+        assert_eq!(out.failed.len(), 2);
+        assert!(
+            out.failed[0].error.contains("exited before it answered")
+                && out.failed[0]
+                    .error
+                    .contains("the node said: error: cannot bind the P2P port"),
+            "{}",
+            out.failed[0].error
+        );
+        assert!(matches!(
+            failure.error,
+            StageError::OverBudget { failed: 2, .. }
+        ));
     }
 
     #[test]

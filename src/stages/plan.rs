@@ -701,4 +701,104 @@ mod tests {
             "report: run (failed last time: no analyzer; `collect` runs)"
         );
     }
+
+    /// A stage with fixed inputs, for assessing records.
+    struct Fixed(StageId, Inputs);
+
+    impl Stage for Fixed {
+        fn id(&self) -> StageId {
+            self.0
+        }
+        fn inputs(&self, _: &InputContext<'_>) -> Result<Inputs, StageError> {
+            Ok(self.1.clone())
+        }
+        fn run<'a>(
+            &'a self,
+            _: &'a StageEnv,
+            _: &'a crate::apply::StepContext,
+        ) -> crate::ssh::BoxFuture<'a, Result<Value, super::super::Failure>> {
+            Box::pin(async { Ok(Value::Null) })
+        }
+    }
+
+    #[test]
+    fn records_are_read_back_stale_stages_found_and_config_diffs_shown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = crate::spec::load_str(
+            "name: t\nowner: o\ncloud:\n  local:\n    regions: [{ name: r1, nodes: 1 }]\n",
+            "t.yaml",
+            &tmp.path().join("t.yaml"),
+        )
+        .unwrap();
+        let state = crate::state::StateDir::new(tmp.path())
+            .spec(&spec.name)
+            .unwrap();
+        let lock = state.lock("test").unwrap();
+        let journal = state.journal(&lock).unwrap();
+        let config =
+            |level: &str| Inputs::new().with("config", format!("a=1\nlog_level=\"{level}\"\n"));
+        let record = |id: StageId, inputs: &Inputs| StageRecord {
+            stage: id.name(),
+            fingerprint: inputs.fingerprint(),
+            status: StageStatus::Succeeded,
+            outputs: serde_json::to_value(RecordedOutputs {
+                inputs: inputs.clone(),
+                result: Value::Null,
+            })
+            .unwrap(),
+            error: None,
+        };
+        let other = Inputs::new().with("x", 1);
+        for id in [StageId::Nodes, StageId::Blocks, StageId::Collect] {
+            let inputs = if id == StageId::Nodes {
+                config("debug")
+            } else {
+                other.clone()
+            };
+            journal
+                .append(crate::state::Record::Stage(record(id, &inputs)))
+                .unwrap();
+        }
+        // Blocks ran again after collect (say collect was skipped then).
+        journal
+            .append(crate::state::Record::Stage(record(StageId::Blocks, &other)))
+            .unwrap();
+
+        let stages = [
+            Fixed(StageId::Nodes, config("trace")),
+            Fixed(StageId::Blocks, other.clone()),
+            Fixed(StageId::Collect, other.clone()),
+        ];
+        let dyns: Vec<&dyn Stage> = stages.iter().map(|s| s as &dyn Stage).collect();
+        let options = super::super::StageOptions::default();
+        let cx = InputContext {
+            spec: &spec,
+            hosts: Some(&[]),
+            options: &options,
+        };
+        let assessed = assess(&dyns, &cx, &journal.log()).unwrap();
+        assert_eq!(
+            assessed[0].own,
+            Own::Changed {
+                parts: vec!["config".into()]
+            }
+        );
+        assert_eq!(assessed[1].own, Own::Current);
+        assert_eq!(
+            assessed[2].own,
+            Own::Stale {
+                upstream: StageId::Blocks
+            }
+        );
+        let plan = decide(&assessed, &BTreeMap::new(), &StageSelection::all());
+        assert_eq!(
+            plan.get(StageId::Collect).summary(),
+            "collect: run (`blocks` ran since)"
+        );
+        assert_eq!(
+            plan.get(StageId::Nodes).text_diff("config").unwrap(),
+            "--- conflux.toml (applied)\n+++ conflux.toml (planned)\n@@ -1,2 +1,2 @@\n a=1\n-log_level=\"debug\"\n+log_level=\"trace\"\n"
+        );
+        assert_eq!(plan.get(StageId::Blocks).text_diff("config"), None);
+    }
 }

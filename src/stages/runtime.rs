@@ -151,20 +151,28 @@ impl Runtime {
         }
     }
 
-    /// Stops the nodes in `slots`, each given `timeout_s` to exit before it is killed; prints
-    /// one line per slot: `<slot> stopped`, `<slot> killed` or `<slot> not-running`.
-    pub fn stop_command(&self, slots: &[u32], timeout_s: u64) -> String {
-        let list = slot_list(slots);
-        match self {
-            Runtime::Docker { .. } => {
-                let s = self.sudo();
-                format!(
-                    "for i in {list}; do \
-                     if [ -n \"$({s}docker ps -q --filter name=^conflux_node_$i\\$)\" ]; then \
-                     {s}docker stop -t {timeout_s} conflux_node_$i >/dev/null && echo \"$i stopped\"; \
-                     else echo \"$i not-running\"; fi; done"
-                )
+    /// Stops the nodes in `slots` (`None`: every node on the host, whatever slots an earlier
+    /// run used), each given `timeout_s` to exit before it is killed; prints one line per
+    /// slot: `<slot> stopped`, `<slot> killed` or `<slot> not-running`.
+    pub fn stop_command(&self, slots: Option<&[u32]>, timeout_s: u64) -> String {
+        let s = self.sudo();
+        let list = match (slots, self) {
+            (Some(slots), _) => slot_list(slots),
+            (None, Runtime::Docker { .. }) => format!(
+                "$({s}docker ps -a --filter name=^conflux_node_ --format '{{{{.Names}}}}' \
+                 | sed 's/^conflux_node_//' | grep -E '^[0-9]+$')"
+            ),
+            (None, Runtime::Devnode { .. }) => {
+                "$(for d in node*; do [ -d \"$d\" ] && echo \"${d#node}\"; done)".into()
             }
+        };
+        match self {
+            Runtime::Docker { .. } => format!(
+                "for i in {list}; do \
+                 if [ -n \"$({s}docker ps -q --filter name=^conflux_node_$i\\$)\" ]; then \
+                 {s}docker stop -t {timeout_s} conflux_node_$i >/dev/null && echo \"$i stopped\"; \
+                 else echo \"$i not-running\"; fi; done"
+            ),
             Runtime::Devnode { .. } => format!(
                 "{DEVNODE_FUNCTIONS}\nfor i in {list}; do echo \"$i $(cfxm_stop node$i {timeout_s})\"; done"
             ),
@@ -253,7 +261,7 @@ mod tests {
         let root = Runtime::Docker { sudo: false };
         assert!(!root.start_command(&[0]).contains("sudo"));
         assert!(
-            root.stop_command(&[1], 10)
+            root.stop_command(Some(&[1]), 10)
                 .contains("docker stop -t 10 conflux_node_$i")
         );
     }
@@ -292,14 +300,17 @@ mod tests {
         let pid: i32 = real.split_whitespace().next().unwrap().parse().unwrap();
         std::fs::write(&pid_file, format!("{pid} 1\n")).unwrap();
         assert_eq!(sh(tmp.path(), &r.status_command(&[1])), "1 stopped\n");
-        assert_eq!(sh(tmp.path(), &r.stop_command(&[1], 1)), "1 not-running\n");
+        assert_eq!(
+            sh(tmp.path(), &r.stop_command(Some(&[1]), 1)),
+            "1 not-running\n"
+        );
         assert!(
             std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "a foreign pid was killed"
         );
         std::fs::write(&pid_file, real).unwrap();
         assert_eq!(
-            sh(tmp.path(), &r.stop_command(&[0, 1], 5)),
+            sh(tmp.path(), &r.stop_command(None, 5)),
             "0 stopped\n1 stopped\n"
         );
         assert_eq!(

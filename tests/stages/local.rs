@@ -262,6 +262,27 @@ async fn the_experiment_runs_end_to_end_and_re_plans_by_fingerprint() {
     // Collect stopped every devnode.
     assert_eq!(processes_under(&world.root), Vec::<String>::new());
 
+    // Without an analyzer (issue 7 plugs one in) the report stage fails and says so.
+    let events = Arc::new(EventLog::default());
+    let (_, run) = cfxm::stages::apply(
+        &env,
+        &StageSelection::only([StageId::Report]),
+        events,
+        Cancel::new(),
+    )
+    .await
+    .unwrap();
+    let report = run
+        .get(StageId::Report)
+        .unwrap()
+        .outcome
+        .as_ref()
+        .unwrap_err();
+    assert_eq!(
+        report.error.to_string(),
+        "no analyzer is available to produce the report"
+    );
+
     // 2. Nothing changed: nothing runs (the nodes are "consumed" by collect, which is fine).
     let plan = cfxm::stages::plan(&env, &skip_report).await.unwrap();
     assert!(plan.is_noop(), "{:#?}", summaries(&plan));
@@ -271,8 +292,23 @@ async fn the_experiment_runs_end_to_end_and_re_plans_by_fingerprint() {
     let env = world.env(spec(tmp_spec.path(), 20));
     let plan = cfxm::stages::plan(&env, &skip_report).await.unwrap();
     insta::assert_debug_snapshot!("plan_after_new_block_count", summaries(&plan));
+    // ... and an apply interrupted during `blocks` (Ctrl-C) resumes at `blocks`.
     let skip_collect = StageSelection::skipping([StageId::Collect, StageId::Report]);
-    let (plan, _, _) = apply(&env, &skip_collect).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = Cancel::new();
+    let (first, ()) = tokio::join!(
+        cfxm::stages::apply(&env, &skip_collect, Arc::new(tx), cancel.clone()),
+        async {
+            while let Some(e) = rx.recv().await {
+                if let ApplyEventKind::Progress(p) = e.kind
+                    && p.message.starts_with("blocks 5/")
+                {
+                    cancel.cancel();
+                }
+            }
+        }
+    );
+    let (plan, run) = first.unwrap();
     assert_eq!(
         plan.running(),
         [
@@ -282,6 +318,18 @@ async fn the_experiment_runs_end_to_end_and_re_plans_by_fingerprint() {
             StageId::Blocks
         ]
     );
+    let blocks_run = run.get(StageId::Blocks).unwrap();
+    assert!(matches!(
+        blocks_run.outcome,
+        Err(ref f) if matches!(f.error, cfxm::stages::StageError::Cancelled)
+    ));
+    let plan = cfxm::stages::plan(&env, &skip_collect).await.unwrap();
+    assert_eq!(plan.running(), [StageId::Blocks], "{:#?}", summaries(&plan));
+    assert_eq!(
+        plan.get(StageId::Blocks).summary(),
+        "blocks: run (failed last time: cancelled)"
+    );
+    apply(&env, &skip_collect).await;
     let blocks: BlocksOutput = result(&env, StageId::Blocks);
     assert_eq!(blocks.generated, 20);
 
