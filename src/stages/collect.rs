@@ -71,7 +71,7 @@ impl Stage for Collect {
 
 async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     let nodes = live_nodes(env, StageId::Collect)?;
-    let bin = devnode_bin(env)?;
+    let bin = devnode_bin(&env.options)?;
     let run = env.state.new_run(&env.lock, chrono::Utc::now())?;
     let dir = run.path().to_path_buf();
     let hosts = env.host_list();

@@ -18,7 +18,7 @@
 //! ```text
 //! // plan: which stages run, and why (no network unless a stage's live check needs it)
 //! let assessed = stages::assess(&stages::all(), &InputContext { spec, hosts: Some(&hosts), options }, &journal.log());
-//! let live = stages::check_live(&stages::all(), &assessed, &env, &journal.log()).await;   // optional: hosts must exist
+//! let live = stages::check_live(&stages::all(), &assessed, &LiveContext { hosts, options }, &log).await; // once hosts exist
 //! let plan = stages::decide(&assessed, &live, &selection);
 //! // each `plan.entries[i]` with `decision.runs()` is a `Run` change at `id.address()`, after the
 //! // hosts, with edges from `id.info().after` (see `runs_after_failure` for collect)
@@ -59,7 +59,7 @@ use crate::state::{JournalLog, StateError};
 
 pub use catalogue::{CATALOGUE, StageId, StageInfo, StageSelection, UnknownStage};
 pub use driver::{Analyzer, AnalyzerOutput, PlanRun, StageRun, run_plan, run_stage};
-pub use env::{Budget, InputContext, StageEnv, StageHost, StageOptions};
+pub use env::{Budget, ImageFanout, InputContext, LiveContext, StageEnv, StageHost, StageOptions};
 pub use plan::{
     Assessment, Decision, Inputs, LastRun, Live, Own, PlannedStage, Reason, StagePlan, assess,
     check_live, decide,
@@ -85,10 +85,10 @@ pub trait Stage: Send + Sync {
     /// exist. The default: results hold.
     fn check<'a>(
         &'a self,
-        env: &'a StageEnv,
+        cx: &'a LiveContext<'a>,
         journal: &'a JournalLog,
     ) -> BoxFuture<'a, Result<Live, StageError>> {
-        let _ = (env, journal);
+        let _ = (cx, journal);
         Box::pin(async { Ok(Live::Holds) })
     }
 
@@ -277,7 +277,7 @@ pub async fn plan(env: &StageEnv, selection: &StageSelection) -> Result<StagePla
     let log = env.journal.log();
     let hosts = env.host_list();
     let assessed = assess(&stages, &env.input_context(&hosts), &log)?;
-    let live = check_live(&stages, &assessed, env, &log).await;
+    let live = check_live(&stages, &assessed, &env.live_context(), &log).await;
     Ok(decide(&assessed, &live, selection))
 }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::{ConfluxConfig, slot_ports};
-use super::env::{InputContext, StageEnv, StageHost};
+use super::env::{InputContext, LiveContext, StageEnv, StageHost, StageOptions};
 use super::plan::{Inputs, LastRun, Live};
 use super::progress::Counter;
 use super::rpc::{Endpoint, RpcError};
@@ -177,8 +177,8 @@ pub(crate) fn hosts_part(inputs: Inputs, hosts: &[Host]) -> Inputs {
 }
 
 /// The `cfxm` binary local hosts run, absolute.
-pub(crate) fn devnode_bin(env: &StageEnv) -> Result<PathBuf, StageError> {
-    let bin = match &env.options.devnode_bin {
+pub(crate) fn devnode_bin(options: &StageOptions) -> Result<PathBuf, StageError> {
+    let bin = match &options.devnode_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()
             .map_err(|e| StageError::io("find", &PathBuf::from("cfxm"), e))?,
@@ -212,7 +212,7 @@ impl Stage for Nodes {
 
     fn check<'a>(
         &'a self,
-        env: &'a StageEnv,
+        cx: &'a LiveContext<'a>,
         journal: &'a JournalLog,
     ) -> BoxFuture<'a, Result<Live, StageError>> {
         Box::pin(async move {
@@ -220,9 +220,9 @@ impl Stage for Nodes {
                 return Ok(Live::Holds);
             };
             let out: NodesOutput = serde_json::from_value(last.result.clone()).unwrap_or_default();
-            let bin = devnode_bin(env)?;
+            let bin = devnode_bin(cx.options)?;
             let mut checks = Vec::new();
-            for h in env.hosts.iter() {
+            for h in cx.hosts {
                 let slots: Vec<u32> = out
                     .nodes
                     .iter()
@@ -230,13 +230,13 @@ impl Stage for Nodes {
                     .map(|n| n.slot)
                     .collect();
                 checks.push(running_slots(
-                    env,
+                    cx.options,
                     h,
                     Runtime::for_host(&h.host, &bin),
                     slots,
                 ));
             }
-            let statuses = bounded(checks, env.options.host_parallelism).await;
+            let statuses = bounded(checks, cx.options.host_parallelism).await;
             let (mut running, mut total) = (0, 0);
             for s in statuses {
                 let (r, t) = s?;
@@ -274,7 +274,7 @@ impl Stage for Nodes {
 
 /// How many of `slots` run on `h`, and how many were asked about.
 async fn running_slots(
-    env: &StageEnv,
+    options: &StageOptions,
     h: &StageHost,
     runtime: Runtime,
     slots: Vec<u32>,
@@ -286,7 +286,7 @@ async fn running_slots(
         .transport
         .run(
             &runtime.status_command(&slots),
-            Some(env.options.command_timeout),
+            Some(options.command_timeout),
         )
         .await?;
     let text = String::from_utf8_lossy(&text);
@@ -306,7 +306,7 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     }
     let cx = env.input_context(&hosts);
     let config = experiment_config(&cx)?;
-    let bin = devnode_bin(env)?;
+    let bin = devnode_bin(&env.options)?;
     let secrets = if hosts.iter().any(Host::is_local) {
         Some(genesis_secrets(env, &config).await?)
     } else {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::catalogue::{CATALOGUE, StageId, StageSelection};
-use super::env::{InputContext, StageEnv};
+use super::env::{InputContext, LiveContext};
 use super::{Stage, StageError};
 use crate::state::{Fingerprint, JournalLog, Serial, StageRecord, StageStatus};
 
@@ -224,7 +224,7 @@ pub fn assess(
 pub async fn check_live(
     stages: &[&dyn Stage],
     assessed: &[Assessment],
-    env: &StageEnv,
+    cx: &LiveContext<'_>,
     log: &JournalLog,
 ) -> BTreeMap<StageId, Live> {
     let mut out = BTreeMap::new();
@@ -232,7 +232,7 @@ pub async fn check_live(
         if a.own != Own::Current {
             continue;
         }
-        let live = match stage.check(env, log).await {
+        let live = match stage.check(cx, log).await {
             Ok(l) => l,
             Err(e) => Live::Lost {
                 why: format!("its live check failed: {e}"),
@@ -714,7 +714,7 @@ mod tests {
         }
         fn run<'a>(
             &'a self,
-            _: &'a StageEnv,
+            _: &'a super::super::StageEnv,
             _: &'a crate::apply::StepContext,
         ) -> crate::ssh::BoxFuture<'a, Result<Value, super::super::Failure>> {
             Box::pin(async { Ok(Value::Null) })

@@ -15,6 +15,8 @@ use cfxm::stages::blocks::BlocksOutput;
 use cfxm::stages::collect::CollectOutput;
 use cfxm::stages::nodes::NodesOutput;
 use cfxm::stages::plan::LastRun;
+use cfxm::stages::topology::TopologyOutput;
+use cfxm::stages::transactions::TransactionsOutput;
 use cfxm::stages::{StageEnv, StageHost, StageId, StageOptions, StagePlan, StageSelection};
 use cfxm::state::hosts_json::{self, HostRecord};
 use cfxm::state::{SpecState, StageStatus, StateDir, StateLock};
@@ -172,17 +174,20 @@ fn result<T: serde::de::DeserializeOwned>(env: &StageEnv, id: StageId) -> T {
     serde_json::from_value(last.result).unwrap()
 }
 
-/// The hashes of the blocks a node logged as inserted into its graph.
-fn inserted_blocks(log_gz: &Path) -> BTreeSet<String> {
+/// A node's collected log, decompressed.
+fn read_log(log_gz: &Path) -> String {
     let out = std::process::Command::new("gzip")
         .arg("-dc")
         .arg(log_gz)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}: {out:?}", log_gz.display());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The hashes of the blocks a node logged as inserted into its graph.
+fn inserted_blocks(log: &str) -> BTreeSet<String> {
+    log.lines()
         .filter(|l| l.contains("new block inserted into graph"))
         .filter_map(|l| {
             let at = l.find("hash: Some(")? + "hash: Some(".len();
@@ -209,6 +214,17 @@ async fn the_experiment_runs_end_to_end_and_re_plans_by_fingerprint() {
     assert_eq!(run.runs.len(), 7);
     let nodes: NodesOutput = result(&env, StageId::Nodes);
     assert_eq!((nodes.total, nodes.nodes.len()), (8, 8), "{nodes:?}");
+    let topology: TopologyOutput = result(&env, StageId::Topology);
+    assert!(
+        topology.failed.is_empty() && topology.degree_min >= 3,
+        "{topology:?}"
+    );
+    assert!(
+        topology.latency_edges > 0,
+        "the two regions are 20ms apart: {topology:?}"
+    );
+    let txs: TransactionsOutput = result(&env, StageId::Transactions);
+    assert_eq!((txs.started, txs.accounts_per_node), (8, 100), "{txs:?}");
     let blocks: BlocksOutput = result(&env, StageId::Blocks);
     assert_eq!(blocks.generated, 50, "{blocks:?}");
     assert!(blocks.synced, "{blocks:?}");
@@ -223,7 +239,20 @@ async fn the_experiment_runs_end_to_end_and_re_plans_by_fingerprint() {
         .collect();
     assert_eq!(dirs.len(), 8);
     for d in &dirs {
-        let seen = inserted_blocks(&d.join("conflux.log.gz"));
+        let log = read_log(&d.join("conflux.log.gz"));
+        let seen = inserted_blocks(&log);
+        // Only the analysis lines came home, including the records flushed at SIGTERM.
+        assert!(log.lines().all(|l| {
+            cfxm::stages::runtime::ANALYSIS_PATTERNS
+                .iter()
+                .any(|p| l.contains(p))
+        }));
+        assert!(
+            log.contains("Block events record complete."),
+            "{}",
+            d.display()
+        );
+        assert!(log.contains("new block received"), "{}", d.display());
         let missing: Vec<&String> = blocks
             .hashes
             .iter()
