@@ -25,7 +25,10 @@
 //!
 //! // apply: the reconciler's executor calls, per stage node,
 //! stages::run_stage(stage, &env, &step_ctx).await     // journals the record; events via step_ctx
-//! // or hands the whole stage plan to `stages::run_plan(&plan, &env, reporter, cancel)`
+//! // or hands the whole stage plan to `stages::run_plan(&plan, &stages::all(), &env, reporter, cancel)`
+//!
+//! // destroy (local cloud): before removing a slot, stop what runs in it
+//! stages::nodes::stop_all(&stage_host, &options).await
 //! ```
 //!
 //! Stages never print: progress goes out as [`crate::apply::ApplyEvent`]s through the

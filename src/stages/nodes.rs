@@ -558,6 +558,23 @@ async fn genesis_secrets(env: &StageEnv, config: &ConfluxConfig) -> Result<PathB
     Ok(path)
 }
 
+/// Stops every node on `host` with the right runtime: what the local cloud's destroy runs in
+/// each slot before removing it.
+pub async fn stop_all(
+    host: &StageHost,
+    options: &StageOptions,
+) -> Result<Vec<(u32, String)>, StageError> {
+    let runtime = Runtime::for_host(&host.host, &devnode_bin(options)?);
+    stop_nodes(
+        host,
+        &runtime,
+        None,
+        options.stop_timeout,
+        options.command_timeout,
+    )
+    .await
+}
+
 /// Stops nodes on one host (SIGTERM / `docker stop`, then a kill after `timeout`): those in
 /// `slots`, or with `None` every node an earlier run left there. One `(slot, outcome)` per
 /// slot: `stopped`, `killed` or `not-running`. The local cloud's destroy calls this with `None`

@@ -91,11 +91,11 @@ impl Runtime {
                 format!(
                     "ids=$({s}docker ps -aq --filter name=^conflux_node_); \
                      [ -z \"$ids\" ] || {s}docker rm -f $ids >/dev/null; \
-                     {s}rm -rf \"$HOME\"/log* \"$HOME\"/output*"
+                     {s}rm -rf \"$HOME\"/log[0-9]* \"$HOME\"/output[0-9]*"
                 )
             }
             Runtime::Devnode { .. } => format!(
-                "{DEVNODE_FUNCTIONS}\nfor d in node*; do [ -d \"$d\" ] && cfxm_stop \"$d\" {stop_timeout_s} >/dev/null; done; rm -rf node*"
+                "{DEVNODE_FUNCTIONS}\nfor d in node[0-9]*; do [ -d \"$d\" ] && cfxm_stop \"$d\" {stop_timeout_s} >/dev/null; done; rm -rf node[0-9]*"
             ),
         }
     }
@@ -114,7 +114,7 @@ impl Runtime {
                         .collect();
                     cmd.push_str(&format!(
                         "\n{s}docker rm -f conflux_node_{i} >/dev/null 2>&1 || true\
-                         \nrm -rf \"$HOME/log{i}\" && mkdir -p \"$HOME/log{i}\"\
+                         \n{s}rm -rf \"$HOME/log{i}\" && mkdir -p \"$HOME/log{i}\"\
                          \n{s}docker run -d --name conflux_node_{i} -w /root \
                          -v \"$HOME/config.toml:/root/config.toml:ro\" -v \"$HOME/log{i}:/root/log\"\
                          {ports} {LOCAL_IMAGE_TAG} ./conflux --config /root/config.toml >/dev/null"
@@ -163,7 +163,7 @@ impl Runtime {
                  | sed 's/^conflux_node_//' | grep -E '^[0-9]+$')"
             ),
             (None, Runtime::Devnode { .. }) => {
-                "$(for d in node*; do [ -d \"$d\" ] && echo \"${d#node}\"; done)".into()
+                "$(for d in node[0-9]*; do [ -d \"$d\" ] && echo \"${d#node}\"; done)".into()
             }
         };
         match self {
