@@ -68,8 +68,6 @@ pub struct StageEnv {
     pub hosts: Arc<[StageHost]>,
     pub rpc: RpcClient,
     pub options: StageOptions,
-    /// The analyzer the `report` stage calls; `None` makes that stage fail with a clear cause.
-    pub analyzer: Option<Arc<dyn super::driver::Analyzer>>,
 }
 
 impl StageEnv {
@@ -91,7 +89,6 @@ impl StageEnv {
             hosts: hosts.into(),
             rpc,
             options,
-            analyzer: None,
         }
     }
 

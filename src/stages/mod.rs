@@ -61,7 +61,7 @@ use crate::ssh::{BoxFuture, TransportError};
 use crate::state::{JournalLog, StateError};
 
 pub use catalogue::{CATALOGUE, StageId, StageInfo, StageSelection, UnknownStage};
-pub use driver::{Analyzer, AnalyzerOutput, PlanRun, StageRun, run_plan, run_stage};
+pub use driver::{PlanRun, StageRun, run_plan, run_stage};
 pub use env::{Budget, ImageFanout, InputContext, LiveContext, StageEnv, StageHost, StageOptions};
 pub use plan::{
     Assessment, Decision, Inputs, LastRun, Live, Own, PlannedStage, Reason, StagePlan, assess,
@@ -219,17 +219,12 @@ pub enum StageError {
     #[diagnostic(code(cfxm::stages::cancelled))]
     Cancelled,
 
-    /// The analyzer is not available to this build.
-    #[error("no analyzer is available to produce the report")]
-    #[diagnostic(
-        code(cfxm::stages::no_analyzer),
-        help("the collected logs are in the run directory; skip the stage with `--skip report`")
-    )]
-    NoAnalyzer,
-
     /// The analyzer failed on the collected logs.
     #[error("the analyzer failed on `{run_dir}`: {message}")]
-    #[diagnostic(code(cfxm::stages::analyzer))]
+    #[diagnostic(
+        code(cfxm::stages::analyzer),
+        help("the collected logs stay in the run directory; re-run with `cfxm report RUN_DIR`")
+    )]
     Analyzer {
         run_dir: std::path::PathBuf,
         message: String,

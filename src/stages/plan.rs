@@ -688,7 +688,7 @@ mod tests {
                 (
                     StageId::Report,
                     Own::Failed {
-                        error: "no analyzer".into(),
+                        error: "the analyzer failed".into(),
                     },
                 ),
             ]),
@@ -698,7 +698,7 @@ mod tests {
         assert_eq!(running(&plan), ["blocks", "collect", "report"]);
         assert_eq!(
             plan.get(StageId::Report).summary(),
-            "report: run (failed last time: no analyzer; `collect` runs)"
+            "report: run (failed last time: the analyzer failed; `collect` runs)"
         );
     }
 

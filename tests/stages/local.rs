@@ -202,16 +202,11 @@ async fn the_experiment_runs_end_to_end_and_re_plans_by_fingerprint() {
     let tmp_spec = tempfile::tempdir().unwrap();
     let world = World::new(&spec(tmp_spec.path(), 50));
 
-    // 1. Everything from nothing (the analyzer is another issue's: report is skipped).
+    // 1. Everything from nothing, the report included.
     let env = world.env(spec(tmp_spec.path(), 50));
-    let (plan, run, events) = apply(&env, &skip_report).await;
-    assert_eq!(
-        plan.running(),
-        &StageId::ALL[..7],
-        "{:#?}",
-        summaries(&plan)
-    );
-    assert_eq!(run.runs.len(), 7);
+    let (plan, run, events) = apply(&env, &StageSelection::all()).await;
+    assert_eq!(plan.running(), &StageId::ALL[..], "{:#?}", summaries(&plan));
+    assert_eq!(run.runs.len(), 8);
     let nodes: NodesOutput = result(&env, StageId::Nodes);
     assert_eq!((nodes.total, nodes.nodes.len()), (8, 8), "{nodes:?}");
     let topology: TopologyOutput = result(&env, StageId::Topology);
@@ -291,26 +286,24 @@ async fn the_experiment_runs_end_to_end_and_re_plans_by_fingerprint() {
     // Collect stopped every devnode.
     assert_eq!(processes_under(&world.root), Vec::<String>::new());
 
-    // Without an analyzer (issue 7 plugs one in) the report stage fails and says so.
-    let events = Arc::new(EventLog::default());
-    let (_, run) = cfxm::stages::apply(
-        &env,
-        &StageSelection::only([StageId::Report]),
-        events,
-        Cancel::new(),
-    )
-    .await
-    .unwrap();
-    let report = run
-        .get(StageId::Report)
-        .unwrap()
-        .outcome
-        .as_ref()
-        .unwrap_err();
-    assert_eq!(
-        report.error.to_string(),
-        "no analyzer is available to produce the report"
+    // The report stage analysed the collected logs: every block on every node, files written.
+    let report: cfxm::stages::report::ReportOutput = result(&env, StageId::Report);
+    assert!(
+        report.table.contains("block broadcast latency (Receive/"),
+        "{}",
+        report.table
     );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.run_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["nodes"], 8);
+    assert_eq!(
+        json["coverage"]["blocks_complete"], 50,
+        "{}",
+        json["coverage"]
+    );
+    assert_eq!(json["coverage"]["blocks_incomplete"], 0);
+    assert!(report.files.iter().any(|f| f.ends_with("report.txt")));
 
     // 2. Nothing changed: nothing runs (the nodes are "consumed" by collect, which is fine).
     let plan = cfxm::stages::plan(&env, &skip_report).await.unwrap();
