@@ -7,7 +7,6 @@
 //! [`run_stage`] from its executor; `run_plan` is the same walk for a chain of stages alone
 //! (and what the tests drive).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use petgraph::graph::NodeIndex;
@@ -19,23 +18,6 @@ use super::plan::{Inputs, RecordedOutputs, StagePlan};
 use super::{Failure, Stage, StageError};
 use crate::apply::{ApplyEvent, ApplyEventKind, Cancel, Finish, Reporter, StepContext};
 use crate::state::{StageRecord, StageStatus};
-
-/// What the `report` stage calls: the log analyzer over a run directory. Issue 7's
-/// `analyze::analyze_run` plugs in here.
-pub trait Analyzer: Send + Sync {
-    /// Analyses `run_dir` (its `logs/<host>-<i>/conflux.log[.gz|.zst]`), writes the report
-    /// files into it and returns what to show.
-    fn analyze(&self, run_dir: &Path, percentiles: &[f64]) -> Result<AnalyzerOutput, String>;
-}
-
-/// What the analyzer produced.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AnalyzerOutput {
-    /// The latency table, as the CLI prints it.
-    pub table: String,
-    /// The files it wrote (report.txt, report.json, plots).
-    pub files: Vec<PathBuf>,
-}
 
 /// How one stage ended.
 #[derive(Debug)]
@@ -247,7 +229,7 @@ mod tests {
         }
     }
 
-    fn env(dir: &Path) -> StageEnv {
+    fn env(dir: &std::path::Path) -> StageEnv {
         let spec = crate::spec::load_str(
             "name: t\nowner: o\ncloud:\n  local:\n    regions: [{ name: r1, nodes: 1 }]\n",
             "t.yaml",

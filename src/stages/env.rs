@@ -32,6 +32,15 @@ impl<'a> InputContext<'a> {
     }
 }
 
+/// What a live check ([`Stage::check`](super::Stage::check)) may use: the hosts and how to
+/// reach them, no journal writer and no lock, so `cfxm plan` can run checks while another
+/// command holds the spec.
+#[derive(Clone, Copy)]
+pub struct LiveContext<'a> {
+    pub hosts: &'a [StageHost],
+    pub options: &'a StageOptions,
+}
+
 /// One host a stage works on: its inventory record and how to reach it.
 #[derive(Clone)]
 pub struct StageHost {
@@ -59,8 +68,6 @@ pub struct StageEnv {
     pub hosts: Arc<[StageHost]>,
     pub rpc: RpcClient,
     pub options: StageOptions,
-    /// The analyzer the `report` stage calls; `None` makes that stage fail with a clear cause.
-    pub analyzer: Option<Arc<dyn super::driver::Analyzer>>,
 }
 
 impl StageEnv {
@@ -82,13 +89,19 @@ impl StageEnv {
             hosts: hosts.into(),
             rpc,
             options,
-            analyzer: None,
         }
     }
 
     /// The inventory records of the hosts, for [`InputContext::hosts`].
     pub fn host_list(&self) -> Vec<Host> {
         self.hosts.iter().map(|h| h.host.clone()).collect()
+    }
+
+    pub fn live_context(&self) -> LiveContext<'_> {
+        LiveContext {
+            hosts: &self.hosts,
+            options: &self.options,
+        }
     }
 
     pub fn input_context<'a>(&'a self, hosts: &'a [Host]) -> InputContext<'a> {

@@ -7,34 +7,50 @@
 //! | --- | --- |
 //! | [`catalogue`] | [`StageId`], the chain and its dependencies as data, `--only`/`--skip` |
 //! | [`plan`](mod@plan) | [`Inputs`] and fingerprints, [`Assessment`] of journal records, [`decide`]: which stages run and why |
-//! | [`env`] | [`StageEnv`]: the spec, hosts with their transports, journal, RPC client, options |
+//! | [`env`](mod@env) | [`StageEnv`]: the spec, hosts with their transports, journal, RPC client, options |
 //! | [`driver`] | [`run_stage`] (journals `running` → `succeeded`/`failed`), [`run_plan`] |
 //! | [`rpc`] | the node's JSON-RPC client |
+//! | [`config`] | the generated `conflux.toml` (the original's keys and formulas) and its diff |
+//! | [`runtime`] | docker containers or devnode processes: start, status, stop, log filter commands |
 //!
 //! # The contract with the reconciler
 //!
 //! ```text
 //! // plan: which stages run, and why (no network unless a stage's live check needs it)
 //! let assessed = stages::assess(&stages::all(), &InputContext { spec, hosts: Some(&hosts), options }, &journal.log());
-//! let live = stages::check_live(&stages::all(), &assessed, &env, &journal.log()).await;   // optional: hosts must exist
+//! let live = stages::check_live(&stages::all(), &assessed, &LiveContext { hosts, options }, &log).await; // once hosts exist
 //! let plan = stages::decide(&assessed, &live, &selection);
 //! // each `plan.entries[i]` with `decision.runs()` is a `Run` change at `id.address()`, after the
 //! // hosts, with edges from `id.info().after` (see `runs_after_failure` for collect)
 //!
 //! // apply: the reconciler's executor calls, per stage node,
 //! stages::run_stage(stage, &env, &step_ctx).await     // journals the record; events via step_ctx
-//! // or hands the whole stage plan to `stages::run_plan(&plan, &env, reporter, cancel)`
+//! // or hands the whole stage plan to `stages::run_plan(&plan, &stages::all(), &env, reporter, cancel)`
+//!
+//! // destroy (local cloud): before removing a slot, stop what runs in it
+//! stages::nodes::stop_all(&stage_host, &options).await
 //! ```
 //!
 //! Stages never print: progress goes out as [`crate::apply::ApplyEvent`]s through the
 //! [`StepContext`], one line per stage with counts (`nodes ready 11/12`, `blocks 143/300, ETA
 //! 25s`).
 
+pub mod blocks;
 pub mod catalogue;
+pub mod collect;
+pub mod config;
 pub mod driver;
 pub mod env;
+pub mod image;
+pub mod nodes;
 pub mod plan;
+mod progress;
+pub mod reach;
+pub mod report;
 pub mod rpc;
+pub mod runtime;
+pub mod topology;
+pub mod transactions;
 
 use miette::Diagnostic;
 use serde_json::Value;
@@ -45,8 +61,8 @@ use crate::ssh::{BoxFuture, TransportError};
 use crate::state::{JournalLog, StateError};
 
 pub use catalogue::{CATALOGUE, StageId, StageInfo, StageSelection, UnknownStage};
-pub use driver::{StageRun, run_plan, run_stage};
-pub use env::{Budget, InputContext, StageEnv, StageHost, StageOptions};
+pub use driver::{PlanRun, StageRun, run_plan, run_stage};
+pub use env::{Budget, ImageFanout, InputContext, LiveContext, StageEnv, StageHost, StageOptions};
 pub use plan::{
     Assessment, Decision, Inputs, LastRun, Live, Own, PlannedStage, Reason, StagePlan, assess,
     check_live, decide,
@@ -72,10 +88,10 @@ pub trait Stage: Send + Sync {
     /// exist. The default: results hold.
     fn check<'a>(
         &'a self,
-        env: &'a StageEnv,
+        cx: &'a LiveContext<'a>,
         journal: &'a JournalLog,
     ) -> BoxFuture<'a, Result<Live, StageError>> {
-        let _ = (env, journal);
+        let _ = (cx, journal);
         Box::pin(async { Ok(Live::Holds) })
     }
 
@@ -140,6 +156,16 @@ pub enum StageError {
         first: String,
     },
 
+    /// A node process or container ended before it answered.
+    #[error("{node} exited before it answered `test_sayHello`")]
+    #[diagnostic(
+        code(cfxm::stages::node_exited),
+        help(
+            "its own output says why: `node<i>/stdout.txt` in the host's slot (devnode) or `docker logs conflux_node_<i>` (cloud)"
+        )
+    )]
+    NodeExited { node: String },
+
     /// A stage needs a stage that has not succeeded.
     #[error("{stage} needs the outputs of `{upstream}`, which has not succeeded")]
     #[diagnostic(
@@ -193,19 +219,74 @@ pub enum StageError {
     #[diagnostic(code(cfxm::stages::cancelled))]
     Cancelled,
 
-    /// The analyzer is not available to this build.
-    #[error("no analyzer is available to produce the report")]
-    #[diagnostic(
-        code(cfxm::stages::no_analyzer),
-        help("the collected logs are in the run directory; skip the stage with `--skip report`")
-    )]
-    NoAnalyzer,
-
     /// The analyzer failed on the collected logs.
     #[error("the analyzer failed on `{run_dir}`: {message}")]
-    #[diagnostic(code(cfxm::stages::analyzer))]
+    #[diagnostic(
+        code(cfxm::stages::analyzer),
+        help("the collected logs stay in the run directory; re-run with `cfxm report RUN_DIR`")
+    )]
     Analyzer {
         run_dir: std::path::PathBuf,
         message: String,
     },
+}
+
+impl StageError {
+    pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        StageError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Runs `futures` with at most `limit` at once (on the caller's task, so they may borrow);
+/// outputs in completion order.
+pub(crate) async fn bounded<F: std::future::Future>(
+    futures: Vec<F>,
+    limit: usize,
+) -> Vec<F::Output> {
+    use futures_util::stream::{self, StreamExt};
+    stream::iter(futures)
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await
+}
+
+/// Every stage, in catalogue order.
+pub fn all() -> [&'static dyn Stage; 8] {
+    [
+        &reach::Reach,
+        &image::Image,
+        &nodes::Nodes,
+        &topology::Topology,
+        &transactions::Transactions,
+        &blocks::Blocks,
+        &collect::Collect,
+        &report::Report,
+    ]
+}
+
+/// The stages' plan for `env`: inputs against the journal, live checks of current stages over
+/// the hosts, decisions under `selection`.
+pub async fn plan(env: &StageEnv, selection: &StageSelection) -> Result<StagePlan, StageError> {
+    let stages = all();
+    let log = env.journal.log();
+    let hosts = env.host_list();
+    let assessed = assess(&stages, &env.input_context(&hosts), &log)?;
+    let live = check_live(&stages, &assessed, &env.live_context(), &log).await;
+    Ok(decide(&assessed, &live, selection))
+}
+
+/// Plans the stages and runs what the plan says, reporting to `reporter`.
+pub async fn apply(
+    env: &StageEnv,
+    selection: &StageSelection,
+    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
+    cancel: crate::apply::Cancel,
+) -> Result<(StagePlan, driver::PlanRun), StageError> {
+    let plan = plan(env, selection).await?;
+    let run = run_plan(&plan, &all(), env, reporter, cancel).await?;
+    Ok((plan, run))
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::catalogue::{CATALOGUE, StageId, StageSelection};
-use super::env::{InputContext, StageEnv};
+use super::env::{InputContext, LiveContext};
 use super::{Stage, StageError};
 use crate::state::{Fingerprint, JournalLog, Serial, StageRecord, StageStatus};
 
@@ -146,6 +146,10 @@ pub enum Own {
     },
     /// The hosts change in this apply, and the stage's inputs include them.
     HostsPending,
+    /// A stage it comes after ran since it last did (e.g. it was excluded by `--skip` then).
+    Stale {
+        upstream: StageId,
+    },
     /// Succeeded with the same inputs.
     Current,
 }
@@ -182,6 +186,11 @@ pub fn assess(
                 Err(StageError::HostsPending) => None,
                 Err(e) => return Err(e),
             };
+            // An upstream stage that ran after this one's last run.
+            let stale = id.info().after.iter().copied().find(|dep| {
+                let dep_serial = log.latest_stage(&dep.name()).map(|(s, _)| s);
+                matches!((dep_serial, &last), (Some(d), Some(l)) if d > l.serial)
+            });
             let own = match (&last, &inputs) {
                 (None, _) => Own::NeverRan,
                 (Some(l), _) if l.status == StageStatus::Running => Own::Interrupted,
@@ -189,7 +198,10 @@ pub fn assess(
                     error: l.error.clone().unwrap_or_default(),
                 },
                 (Some(_), None) => Own::HostsPending,
-                (Some(l), Some(new)) if l.fingerprint == new.fingerprint() => Own::Current,
+                (Some(l), Some(new)) if l.fingerprint == new.fingerprint() => match stale {
+                    Some(upstream) => Own::Stale { upstream },
+                    None => Own::Current,
+                },
                 (Some(l), Some(new)) => Own::Changed {
                     parts: match &l.inputs {
                         Some(old) => new.changed_parts(old),
@@ -212,7 +224,7 @@ pub fn assess(
 pub async fn check_live(
     stages: &[&dyn Stage],
     assessed: &[Assessment],
-    env: &StageEnv,
+    cx: &LiveContext<'_>,
     log: &JournalLog,
 ) -> BTreeMap<StageId, Live> {
     let mut out = BTreeMap::new();
@@ -220,7 +232,7 @@ pub async fn check_live(
         if a.own != Own::Current {
             continue;
         }
-        let live = match stage.check(env, log).await {
+        let live = match stage.check(cx, log).await {
             Ok(l) => l,
             Err(e) => Live::Lost {
                 why: format!("its live check failed: {e}"),
@@ -243,6 +255,10 @@ pub enum Reason {
         parts: Vec<String>,
     },
     HostsPending,
+    /// A stage it comes after ran since its last run.
+    Stale {
+        upstream: StageId,
+    },
     Lost {
         why: String,
     },
@@ -269,6 +285,7 @@ impl fmt::Display for Reason {
                 write!(f, "{} changed", names.join(", "))
             }
             Reason::HostsPending => f.write_str("the hosts change in this apply"),
+            Reason::Stale { upstream } => write!(f, "`{upstream}` ran since"),
             Reason::Lost { why } => f.write_str(why),
             Reason::Upstream { stage } => write!(f, "`{stage}` runs"),
             Reason::Demanded { by, why } => write!(f, "`{by}` needs it: {why}"),
@@ -323,6 +340,15 @@ pub struct PlannedStage {
 }
 
 impl PlannedStage {
+    /// A unified diff of a text part of the inputs (`config`) between the last run and this
+    /// plan; `None` when the part did not change or is not text on both sides.
+    pub fn text_diff(&self, part: &str) -> Option<String> {
+        let old = self.previous.as_ref()?.get(part)?.as_str()?;
+        let new = self.inputs.as_ref()?.get(part)?.as_str()?;
+        let d = super::config::diff(old, new);
+        (!d.is_empty()).then_some(d)
+    }
+
     /// A line for the plan: `blocks: run (`blocks.count` changed)` or `reach: up to date`.
     pub fn summary(&self) -> String {
         let why = |r: &[Reason]| {
@@ -397,6 +423,9 @@ pub fn decide(
                 parts: parts.clone(),
             }],
             Own::HostsPending => vec![Reason::HostsPending],
+            Own::Stale { upstream } => vec![Reason::Stale {
+                upstream: *upstream,
+            }],
             Own::Current => match live.get(&a.id) {
                 Some(Live::Lost { why }) => vec![Reason::Lost { why: why.clone() }],
                 _ => vec![],
@@ -659,7 +688,7 @@ mod tests {
                 (
                     StageId::Report,
                     Own::Failed {
-                        error: "no analyzer".into(),
+                        error: "the analyzer failed".into(),
                     },
                 ),
             ]),
@@ -669,7 +698,107 @@ mod tests {
         assert_eq!(running(&plan), ["blocks", "collect", "report"]);
         assert_eq!(
             plan.get(StageId::Report).summary(),
-            "report: run (failed last time: no analyzer; `collect` runs)"
+            "report: run (failed last time: the analyzer failed; `collect` runs)"
         );
+    }
+
+    /// A stage with fixed inputs, for assessing records.
+    struct Fixed(StageId, Inputs);
+
+    impl Stage for Fixed {
+        fn id(&self) -> StageId {
+            self.0
+        }
+        fn inputs(&self, _: &InputContext<'_>) -> Result<Inputs, StageError> {
+            Ok(self.1.clone())
+        }
+        fn run<'a>(
+            &'a self,
+            _: &'a super::super::StageEnv,
+            _: &'a crate::apply::StepContext,
+        ) -> crate::ssh::BoxFuture<'a, Result<Value, super::super::Failure>> {
+            Box::pin(async { Ok(Value::Null) })
+        }
+    }
+
+    #[test]
+    fn records_are_read_back_stale_stages_found_and_config_diffs_shown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = crate::spec::load_str(
+            "name: t\nowner: o\ncloud:\n  local:\n    regions: [{ name: r1, nodes: 1 }]\n",
+            "t.yaml",
+            &tmp.path().join("t.yaml"),
+        )
+        .unwrap();
+        let state = crate::state::StateDir::new(tmp.path())
+            .spec(&spec.name)
+            .unwrap();
+        let lock = state.lock("test").unwrap();
+        let journal = state.journal(&lock).unwrap();
+        let config =
+            |level: &str| Inputs::new().with("config", format!("a=1\nlog_level=\"{level}\"\n"));
+        let record = |id: StageId, inputs: &Inputs| StageRecord {
+            stage: id.name(),
+            fingerprint: inputs.fingerprint(),
+            status: StageStatus::Succeeded,
+            outputs: serde_json::to_value(RecordedOutputs {
+                inputs: inputs.clone(),
+                result: Value::Null,
+            })
+            .unwrap(),
+            error: None,
+        };
+        let other = Inputs::new().with("x", 1);
+        for id in [StageId::Nodes, StageId::Blocks, StageId::Collect] {
+            let inputs = if id == StageId::Nodes {
+                config("debug")
+            } else {
+                other.clone()
+            };
+            journal
+                .append(crate::state::Record::Stage(record(id, &inputs)))
+                .unwrap();
+        }
+        // Blocks ran again after collect (say collect was skipped then).
+        journal
+            .append(crate::state::Record::Stage(record(StageId::Blocks, &other)))
+            .unwrap();
+
+        let stages = [
+            Fixed(StageId::Nodes, config("trace")),
+            Fixed(StageId::Blocks, other.clone()),
+            Fixed(StageId::Collect, other.clone()),
+        ];
+        let dyns: Vec<&dyn Stage> = stages.iter().map(|s| s as &dyn Stage).collect();
+        let options = super::super::StageOptions::default();
+        let cx = InputContext {
+            spec: &spec,
+            hosts: Some(&[]),
+            options: &options,
+        };
+        let assessed = assess(&dyns, &cx, &journal.log()).unwrap();
+        assert_eq!(
+            assessed[0].own,
+            Own::Changed {
+                parts: vec!["config".into()]
+            }
+        );
+        assert_eq!(assessed[1].own, Own::Current);
+        assert_eq!(
+            assessed[2].own,
+            Own::Stale {
+                upstream: StageId::Blocks
+            }
+        );
+        let plan = decide(&assessed, &BTreeMap::new(), &StageSelection::all());
+        assert_eq!(
+            plan.get(StageId::Collect).summary(),
+            "collect: run (`blocks` ran since)"
+        );
+        assert_eq!(
+            plan.get(StageId::Nodes).text_diff("config").unwrap(),
+            "--- conflux.toml (applied)\n+++ conflux.toml (planned)\n@@ -1,2 +1,2 @@\n a=1\n-log_level=\"debug\"\n+log_level=\"trace\"\n"
+        );
+        assert_eq!(plan.get(StageId::Blocks).text_diff("config"), None);
     }
 }
