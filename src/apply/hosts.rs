@@ -301,7 +301,10 @@ impl HostsTarget<'_> {
                         }
                         Err(e) if e.is_replan() => {
                             self.limits.release(amount, t.hourly_cost_usd);
-                            m.progress(format!("{} in {zone}: no capacity, trying the next", t.name));
+                            m.progress(format!(
+                                "{} in {zone}: no capacity, trying the next",
+                                t.name
+                            ));
                             break;
                         }
                         Err(e) => {
@@ -345,12 +348,12 @@ impl HostsTarget<'_> {
                         running.push(id.clone());
                         None
                     }
-                    Some(HostStatus::Pending | HostStatus::Starting) | None if late => Some(
-                        format!(
+                    Some(HostStatus::Pending | HostStatus::Starting) | None if late => {
+                        Some(format!(
                             "not Running {} after it was created",
                             humantime::format_duration(self.timing.boot)
-                        ),
-                    ),
+                        ))
+                    }
                     Some(HostStatus::Pending | HostStatus::Starting) | None => None,
                     Some(other) => Some(format!("it is {other}")),
                 };
@@ -454,7 +457,7 @@ pub async fn wait_gone(
 }
 
 fn read_error(e: crate::provider::resource::ProviderError) -> StepError {
-    StepError::Read(super::retry::Stopped {
+    StepError::from(super::retry::Stopped {
         error: e,
         decision: super::retry::Decision::Stop(super::retry::StopReason::Fatal),
         attempts: 1,

@@ -73,13 +73,13 @@ pub use executor::{
     ApplyReport, Cancel, Cancelled, Counts, DEFAULT_PARALLELISM, Executor, ExecutorError, Outcome,
     StepContext,
 };
-pub use mutation::{MutationError, Mutations, StepError, journaled};
 pub use hosts::{HostTiming, LimitGuard};
+pub use mutation::{MutationError, Mutations, StepError, journaled};
+pub use rate::{ApiClass, Rate, RateBuckets, RateError, RateLimits};
 pub use reconcile::{
     ApplyError, ApplyOptions, ApplyResult, BackfillMove, HostsSummary, Phase, Step, StepOutput,
     Target, execute, settle, steps,
 };
-pub use rate::{ApiClass, Rate, RateBuckets, RateError, RateLimits};
 pub use retry::{
     Classify, Decision, Operation, RetryPolicy, StopReason, Stopped, done_if_gone, retry,
 };

@@ -126,14 +126,15 @@ where
 /// failed and, through the cloud error's advice, what to do.
 #[derive(Debug, Error, Diagnostic)]
 pub enum StepError {
-    /// A journaled cloud mutation failed (or could not be journaled).
+    /// A journaled cloud mutation failed (or could not be journaled). Boxed, like the read
+    /// below, so a `Result<_, StepError>` stays small on the success path.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Mutation(#[from] MutationError<ProviderError>),
+    Mutation(Box<MutationError<ProviderError>>),
     /// A cloud read failed for good.
     #[error("{0}")]
     #[diagnostic(code(cfxm::apply::read_failed))]
-    Read(Stopped<ProviderError>),
+    Read(Box<Stopped<ProviderError>>),
     /// The state directory failed.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -156,29 +157,43 @@ impl StepError {
         }
     }
 
+    /// The cloud call that stopped this step, if one did.
+    pub fn call(&self) -> Option<&Stopped<ProviderError>> {
+        match self {
+            StepError::Mutation(m) => match m.as_ref() {
+                MutationError::Call(s) => Some(s),
+                _ => None,
+            },
+            StepError::Read(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// A cloud call stopped because there is no capacity there: choose another placement.
     pub fn is_replan(&self) -> bool {
-        matches!(self, StepError::Mutation(MutationError::Call(s)) if s.is_replan())
+        matches!(self, StepError::Mutation(_)) && self.call().is_some_and(Stopped::is_replan)
     }
 
     /// A delete found the resource already gone.
     pub fn is_done(&self) -> bool {
-        matches!(self, StepError::Mutation(MutationError::Call(s)) if s.is_done())
+        matches!(self, StepError::Mutation(_)) && self.call().is_some_and(Stopped::is_done)
     }
 
     /// The class of the cloud failure behind this error, if there is one.
     pub fn cloud_class(&self) -> Option<crate::provider::ErrorClass> {
-        match self {
-            StepError::Mutation(MutationError::Call(s)) => Some(s.error.class),
-            StepError::Read(s) => Some(s.error.class),
-            _ => None,
-        }
+        self.call().map(|s| s.error.class)
+    }
+}
+
+impl From<MutationError<ProviderError>> for StepError {
+    fn from(e: MutationError<ProviderError>) -> Self {
+        StepError::Mutation(Box::new(e))
     }
 }
 
 impl From<Stopped<ProviderError>> for StepError {
     fn from(s: Stopped<ProviderError>) -> Self {
-        StepError::Read(s)
+        StepError::Read(Box::new(s))
     }
 }
 
@@ -210,7 +225,11 @@ impl fmt::Debug for Mutations<'_> {
 impl Mutations<'_> {
     /// The deterministic token of the `generation`-th `action` call on this address.
     pub fn token(&self, action: &str, generation: u32) -> ClientToken {
-        ClientToken::derive(&format!("{}/{action}", self.scope), self.address, generation)
+        ClientToken::derive(
+            &format!("{}/{action}", self.scope),
+            self.address,
+            generation,
+        )
     }
 
     /// One journaled mutation: the intent (with `token` and `params`, never secrets) is

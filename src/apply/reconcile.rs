@@ -31,11 +31,11 @@ use std::sync::{Arc, Mutex};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::json;
 
+use super::event::Reporter;
 use super::executor::{ApplyReport, Cancel, Executor, ExecutorError, StepContext};
 use super::hosts::{self, HostTiming, HostsRun, HostsTarget, LimitGuard};
 use super::mutation::{Mutations, StepError};
 use super::retry::RetryPolicy;
-use super::event::Reporter;
 use crate::discover::RegionKey;
 use crate::plan::desired::{self, CloudView};
 use crate::plan::{Action, Change, ChangeKind, Context, Plan, net};
@@ -162,7 +162,9 @@ pub enum StepOutput {
     Hosts(HostsSummary),
     Backfill(Vec<BackfillMove>),
     /// A stage ran; `failed` when it failed but the stages after it still run (collect).
-    Stage { failed: Option<String> },
+    Stage {
+        failed: Option<String>,
+    },
 }
 
 /// What happened to one region's hosts.
@@ -411,7 +413,11 @@ pub async fn execute(
             async move { run_step(&run, &step, &ctx).await }
         })
         .await?;
-    let hosts = run.summaries.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let hosts = run
+        .summaries
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let backfill = run.moves.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let stage_failures = run
         .stage_failures
@@ -479,14 +485,12 @@ async fn run_step(run: &Run, step: &Step, ctx: &StepContext) -> Result<StepOutpu
 
 impl Run {
     fn provider(&self, c: &Change) -> Result<&Arc<dyn Provider>, StepError> {
-        c.cloud
-            .and_then(|k| self.providers.get(&k))
-            .ok_or_else(|| {
-                StepError::failed(
-                    format!("`{}` names no cloud this spec uses", c.address),
-                    "this is a bug in cfxm's planner; please report it",
-                )
-            })
+        c.cloud.and_then(|k| self.providers.get(&k)).ok_or_else(|| {
+            StepError::failed(
+                format!("`{}` names no cloud this spec uses", c.address),
+                "this is a bug in cfxm's planner; please report it",
+            )
+        })
     }
 
     fn resolved_mut(&self) -> std::sync::MutexGuard<'_, BTreeMap<Address, LiveResource>> {
@@ -507,14 +511,22 @@ impl Run {
             Kind::Peers => desired::address(
                 cloud,
                 region,
-                &[provider.noun(Kind::SecurityGroup), provider.noun(Kind::Peers)],
+                &[
+                    provider.noun(Kind::SecurityGroup),
+                    provider.noun(Kind::Peers),
+                ],
             ),
             _ => desired::address(cloud, region, &[provider.noun(kind)]),
         })
     }
 
     /// Records a region's running hosts and rewrites the inventory with them.
-    fn set_hosts(&self, key: &RegionKey, ready: Vec<LiveInstance>, attrs: Option<&HostsAttrs>) -> Result<(), StepError> {
+    fn set_hosts(
+        &self,
+        key: &RegionKey,
+        ready: Vec<LiveInstance>,
+        attrs: Option<&HostsAttrs>,
+    ) -> Result<(), StepError> {
         let view = self.spec.as_ref().and_then(|spec| {
             spec.clouds
                 .iter()
@@ -535,7 +547,10 @@ impl Run {
                 nodes_per_host: attrs
                     .and_then(|a| a.nodes_per_host(&i.instance_type))
                     .unwrap_or(1),
-                ssh_user: view.as_ref().map(|v| v.ssh_user.to_owned()).unwrap_or_default(),
+                ssh_user: view
+                    .as_ref()
+                    .map(|v| v.ssh_user.to_owned())
+                    .unwrap_or_default(),
                 ssh_key_path: view
                     .as_ref()
                     .map(|v| v.ssh_key.display().to_string())
@@ -601,7 +616,10 @@ async fn infra(run: &Run, c: &Change, m: &Mutations<'_>) -> Result<StepOutput, S
         }
         Action::Create | Action::Replace => {
             let provider = run.provider(c)?;
-            let want = c.after.as_ref().ok_or_else(|| missing(c, "desired attributes"))?;
+            let want = c
+                .after
+                .as_ref()
+                .ok_or_else(|| missing(c, "desired attributes"))?;
             let region = c.region.as_ref().ok_or_else(|| missing(c, "region"))?;
             let parent = match want.kind() {
                 Kind::Subnet | Kind::SecurityGroup | Kind::Gateway => run
@@ -610,14 +628,19 @@ async fn infra(run: &Run, c: &Change, m: &Mutations<'_>) -> Result<StepOutput, S
                 _ => None,
             };
             let tags = run.tags();
-            let live = provider.create(m, region, want, parent.as_ref(), &tags).await?;
+            let live = provider
+                .create(m, region, want, parent.as_ref(), &tags)
+                .await?;
             let id = live.id.clone();
             run.resolved_mut().insert(c.address.clone(), live);
             Ok(StepOutput::Resource(id))
         }
         Action::Update => {
             let provider = run.provider(c)?;
-            let want = c.after.as_ref().ok_or_else(|| missing(c, "desired attributes"))?;
+            let want = c
+                .after
+                .as_ref()
+                .ok_or_else(|| missing(c, "desired attributes"))?;
             let live = live_of(c).ok_or_else(|| missing(c, "live resource"))?;
             let updated = provider.update(m, &live, want).await?;
             let id = updated.id.clone();
@@ -648,10 +671,12 @@ async fn peers(run: &Run, c: &Change, m: &Mutations<'_>) -> Result<StepOutput, S
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .filter(|(k, _)| **k != here)
-        .flat_map(|(_, hosts)| hosts.iter().filter_map(|h| match h.public_ip {
-            Some(IpAddr::V4(ip)) => Some(ip),
-            _ => None,
-        }))
+        .flat_map(|(_, hosts)| {
+            hosts.iter().filter_map(|h| match h.public_ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            })
+        })
         .collect();
     let nph = run
         .plan
@@ -676,7 +701,9 @@ async fn peers(run: &Run, c: &Change, m: &Mutations<'_>) -> Result<StepOutput, S
         Action::Update => {
             let mut live = sg.clone();
             live.kind = Kind::Peers;
-            live.attrs = c.before.clone().unwrap_or(Attrs::Peers { rules: Some(vec![]) });
+            live.attrs = c.before.clone().unwrap_or(Attrs::Peers {
+                rules: Some(vec![]),
+            });
             provider.update(m, &live, &want).await?
         }
         _ => {
@@ -731,9 +758,9 @@ fn target<'a>(
 
 /// Whether the plan backfills `cloud`'s shortfalls (a backfill step that is not left out).
 fn backfills(plan: &Plan, cloud: CloudKind) -> bool {
-    plan.changes.iter().any(|c| {
-        c.kind == ChangeKind::Backfill && c.cloud == Some(cloud) && c.excluded.is_none()
-    })
+    plan.changes
+        .iter()
+        .any(|c| c.kind == ChangeKind::Backfill && c.cloud == Some(cloud) && c.excluded.is_none())
 }
 
 async fn apply_hosts(run: &Run, c: &Change, m: &Mutations<'_>) -> Result<StepOutput, StepError> {
@@ -930,7 +957,12 @@ async fn backfill(run: &Run, c: &Change, m: &Mutations<'_>) -> Result<StepOutput
             .iter()
             .flat_map(|s| s.clouds.iter())
             .find(|x| x.kind() == cloud)
-            .map(|x| x.regions.iter().map(|r| (r.id.to_string(), r.nodes)).collect())
+            .map(|x| {
+                x.regions
+                    .iter()
+                    .map(|r| (r.id.to_string(), r.nodes))
+                    .collect()
+            })
             .unwrap_or_default();
         let intent = Intent {
             address: c.address.clone(),
@@ -965,9 +997,9 @@ async fn run_stage(run: &Run, c: &Change, ctx: &StepContext) -> Result<StepOutpu
         return Ok(StepOutput::Nothing);
     }
     let name = c.address.as_str().strip_prefix("stage/").unwrap_or("");
-    let id: StageId = name
-        .parse()
-        .map_err(|e: crate::stages::UnknownStage| StepError::failed(e.to_string(), "this is a bug in cfxm"))?;
+    let id: StageId = name.parse().map_err(|e: crate::stages::UnknownStage| {
+        StepError::failed(e.to_string(), "this is a bug in cfxm")
+    })?;
     let Some(stage) = run.stages.iter().find(|s| s.id() == id) else {
         return Err(StepError::failed(
             format!("this build has no `{id}` stage"),
@@ -980,7 +1012,12 @@ async fn run_stage(run: &Run, c: &Change, ctx: &StepContext) -> Result<StepOutpu
         .await?;
     let outcome = crate::stages::run_stage(*stage, env, ctx)
         .await
-        .map_err(|e| StepError::failed(e.to_string(), "fix the cause and run `cfxm apply` again; it resumes at this stage"))?;
+        .map_err(|e| {
+            StepError::failed(
+                e.to_string(),
+                "fix the cause and run `cfxm apply` again; it resumes at this stage",
+            )
+        })?;
     match outcome.outcome {
         Ok(_) => Ok(StepOutput::Stage { failed: None }),
         Err(f) => {
@@ -1023,12 +1060,16 @@ async fn run_stage(run: &Run, c: &Change, ctx: &StepContext) -> Result<StepOutpu
 /// The stages' environment over the hosts as applied (the inventory just written).
 fn stage_env(run: &Run) -> Result<StageEnv, StepError> {
     let spec = run.spec.clone().ok_or_else(|| {
-        StepError::failed("stages need the spec", "this is a bug in cfxm; please report it")
+        StepError::failed(
+            "stages need the spec",
+            "this is a bug in cfxm; please report it",
+        )
     })?;
     let hosts = crate::ssh::hosts::HostList::for_spec(&spec, &run.state)
         .map_err(|e| StepError::failed(e.to_string(), "run `cfxm apply --only infra` first"))?;
-    let connector = crate::ssh::hosts::Connector::new(&run.state, crate::ssh::SshOptions::default())
-        .map_err(|e| StepError::failed(e.to_string(), "check the state directory"))?;
+    let connector =
+        crate::ssh::hosts::Connector::new(&run.state, crate::ssh::SshOptions::default())
+            .map_err(|e| StepError::failed(e.to_string(), "check the state directory"))?;
     let mut stage_hosts = Vec::with_capacity(hosts.len());
     for h in hosts.hosts() {
         let transport = connector
@@ -1099,8 +1140,18 @@ mod tests {
     fn deletes_run_in_reverse_dependency_order() {
         let p = plan(vec![
             change("a/r/vpc", ChangeKind::Network, Action::Delete, &[]),
-            change("a/r/vswitch/z", ChangeKind::Subnet, Action::Delete, &["a/r/vpc"]),
-            change("a/r/security_group", ChangeKind::SecurityGroup, Action::Delete, &["a/r/vpc"]),
+            change(
+                "a/r/vswitch/z",
+                ChangeKind::Subnet,
+                Action::Delete,
+                &["a/r/vpc"],
+            ),
+            change(
+                "a/r/security_group",
+                ChangeKind::SecurityGroup,
+                Action::Delete,
+                &["a/r/vpc"],
+            ),
             change("a/r/key_pair", ChangeKind::KeyPair, Action::Delete, &[]),
             change(
                 "a/r/hosts",
@@ -1123,9 +1174,24 @@ mod tests {
     fn a_replace_deletes_its_children_before_it_and_recreates_after() {
         let p = plan(vec![
             change("a/r/vpc", ChangeKind::Network, Action::Replace, &[]),
-            change("a/r/vswitch/z", ChangeKind::Subnet, Action::Replace, &["a/r/vpc"]),
-            change("a/r/hosts", ChangeKind::Hosts, Action::Replace, &["a/r/vswitch/z"]),
-            change("stage/reach", ChangeKind::Stage, Action::Run, &["a/r/hosts"]),
+            change(
+                "a/r/vswitch/z",
+                ChangeKind::Subnet,
+                Action::Replace,
+                &["a/r/vpc"],
+            ),
+            change(
+                "a/r/hosts",
+                ChangeKind::Hosts,
+                Action::Replace,
+                &["a/r/vswitch/z"],
+            ),
+            change(
+                "stage/reach",
+                ChangeKind::Stage,
+                Action::Run,
+                &["a/r/hosts"],
+            ),
         ]);
         let o = order(&steps(&p));
         let pos = |s: &str| o.iter().position(|x| x == s).unwrap();
@@ -1141,8 +1207,18 @@ mod tests {
     fn hosts_that_stay_leave_a_deleted_subnet_before_it_goes() {
         let p = plan(vec![
             change("a/r/vpc", ChangeKind::Network, Action::NoOp, &[]),
-            change("a/r/vswitch/z1", ChangeKind::Subnet, Action::NoOp, &["a/r/vpc"]),
-            change("a/r/vswitch/z2", ChangeKind::Subnet, Action::Delete, &["a/r/vpc"]),
+            change(
+                "a/r/vswitch/z1",
+                ChangeKind::Subnet,
+                Action::NoOp,
+                &["a/r/vpc"],
+            ),
+            change(
+                "a/r/vswitch/z2",
+                ChangeKind::Subnet,
+                Action::Delete,
+                &["a/r/vpc"],
+            ),
             change(
                 "a/r/hosts",
                 ChangeKind::Hosts,

@@ -84,6 +84,7 @@ pub async fn plan(
         .map_err(PlanError::from)?;
     let log = ctx.state.read_journal()?;
     let hosts = HostList::for_spec(&ctx.spec, &ctx.state).ok();
+    let stage_live = stage_live(&ctx, &selection, &req.stages, hosts.as_ref(), &log).await;
     Ok(plan::compute(
         &ctx,
         &live,
@@ -91,7 +92,41 @@ pub async fn plan(
         &selection,
         &req.stages,
         hosts.as_ref().map(HostList::hosts),
+        &stage_live,
     )?)
+}
+
+/// The stages' live checks, when a stage may run and the inventory has hosts to check.
+async fn stage_live(
+    ctx: &Context,
+    selection: &Selection,
+    stages: &[&'static dyn Stage],
+    hosts: Option<&HostList>,
+    log: &crate::state::JournalLog,
+) -> std::collections::BTreeMap<crate::stages::StageId, crate::stages::Live> {
+    let allowed = selection.stages();
+    let any = crate::stages::StageId::ALL
+        .iter()
+        .any(|s| allowed.allows(*s));
+    let (Some(hosts), true, false) = (hosts, any, stages.is_empty()) else {
+        return Default::default();
+    };
+    let Ok(connector) =
+        crate::ssh::hosts::Connector::new(&ctx.state, crate::ssh::SshOptions::default())
+    else {
+        return Default::default();
+    };
+    let stage_hosts: Vec<crate::stages::StageHost> = hosts
+        .hosts()
+        .iter()
+        .filter_map(|h| {
+            Some(crate::stages::StageHost {
+                host: h.clone(),
+                transport: connector.transport(h).ok()?,
+            })
+        })
+        .collect();
+    plan::stage_live(ctx, stages, &stage_hosts, log).await
 }
 
 /// What `cfxm apply` works from.
@@ -151,13 +186,16 @@ pub async fn prepare_apply(
     )
     .map_err(PlanError::from)?;
     let hosts = HostList::for_spec(&ctx.spec, &ctx.state).ok();
+    let log = journal.log();
+    let stage_live = stage_live(&ctx, &selection, &req.plan.stages, hosts.as_ref(), &log).await;
     let fresh = plan::compute(
         &ctx,
         &live,
-        &journal.log(),
+        &log,
         &selection,
         &req.plan.stages,
         hosts.as_ref().map(HostList::hosts),
+        &stage_live,
     )?;
     let plan = match &req.saved {
         None => fresh,
@@ -212,7 +250,7 @@ impl PreparedApply {
 /// Whose resources `cfxm destroy` removes.
 pub enum DestroyTarget {
     /// Everything tagged for this spec, in every region.
-    Spec(Spec),
+    Spec(Box<Spec>),
     /// Everything of every spec of this owner, in every region of `cloud` (no spec file).
     Owner { owner: Owner, cloud: CloudKind },
 }
@@ -253,7 +291,7 @@ pub async fn prepare_destroy(
 ) -> Result<PreparedDestroy, CommandError> {
     match req.target {
         DestroyTarget::Spec(spec) => {
-            let ctx = Context::new(spec, &req.state_dir, &req.settings)?;
+            let ctx = Context::new(*spec, &req.state_dir, &req.settings)?;
             let lock = ctx.state.lock("cfxm destroy")?;
             let journal = ctx.state.journal(&lock)?;
             let mut request = ctx.discovery();
@@ -289,11 +327,12 @@ pub async fn prepare_destroy(
             let provider: Arc<dyn Provider> = match cloud {
                 CloudKind::Aliyun => {
                     let env = |k: &str| std::env::var(k).ok();
-                    let credentials = crate::provider::aliyun::resolve_credentials_from_env((None, None))
-                        .map_err(|e| CommandError::Setup {
-                            what: "no Aliyun credentials",
-                            source: e.into(),
-                        })?;
+                    let credentials =
+                        crate::provider::aliyun::resolve_credentials_from_env((None, None))
+                            .map_err(|e| CommandError::Setup {
+                                what: "no Aliyun credentials",
+                                source: e.into(),
+                            })?;
                     let endpoints = crate::provider::aliyun::Endpoints::resolve(None, &env)
                         .map_err(|e| CommandError::Setup {
                             what: "no usable Aliyun endpoint",

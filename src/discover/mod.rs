@@ -137,8 +137,14 @@ pub async fn live(
     on_event: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Live, DiscoverError> {
     let at = Utc::now();
-    // Which regions, per cloud.
-    let mut jobs: Vec<(Arc<dyn Provider>, RegionId, bool, Option<String>)> = Vec::new();
+    // Which regions, per cloud: (provider, region, in the spec, image to look up).
+    struct Job {
+        provider: Arc<dyn Provider>,
+        region: RegionId,
+        in_spec: bool,
+        image: Option<String>,
+    }
+    let mut jobs: Vec<Job> = Vec::new();
     for c in &request.clouds {
         let cloud = c.provider.cloud();
         let mut regions: BTreeSet<RegionId> = BTreeSet::new();
@@ -169,7 +175,12 @@ pub async fn live(
         regions.extend(c.spec_regions.iter().cloned());
         for r in regions {
             let in_spec = c.spec_regions.contains(&r);
-            jobs.push((c.provider.clone(), r, in_spec, c.image.clone()));
+            jobs.push(Job {
+                provider: c.provider.clone(),
+                region: r,
+                in_spec,
+                image: c.image.clone(),
+            });
         }
     }
     on_event(Event::Regions { total: jobs.len() });
@@ -177,7 +188,13 @@ pub async fn live(
     // Regions read at once: a named bound on discovery's concurrency.
     let in_flight = Arc::new(Semaphore::new(REGIONS_IN_FLIGHT));
     let mut tasks = JoinSet::new();
-    for (provider, region, in_spec, image) in jobs {
+    for Job {
+        provider,
+        region,
+        in_spec,
+        image,
+    } in jobs
+    {
         let scope = request.scope.clone();
         let in_flight = in_flight.clone();
         tasks.spawn(async move {
@@ -347,7 +364,11 @@ impl Live {
         let of = |k: Kind| region.resources.iter().filter(move |r| r.kind == k);
 
         // The spec's network: most subnets, then smallest id (stable across runs).
-        let subnets_in = |id: &str| of(Kind::Subnet).filter(|s| s.parent_id.as_deref() == Some(id)).count();
+        let subnets_in = |id: &str| {
+            of(Kind::Subnet)
+                .filter(|s| s.parent_id.as_deref() == Some(id))
+                .count()
+        };
         let mut networks: Vec<&LiveResource> = of(Kind::Network).collect();
         networks.sort_by(|a, b| {
             subnets_in(&b.id)
@@ -482,7 +503,9 @@ mod tests {
                 name: "n".into(),
                 rules: vec![],
             },
-            _ => Attrs::Peers { rules: Some(vec![]) },
+            _ => Attrs::Peers {
+                rules: Some(vec![]),
+            },
         };
         LiveResource {
             kind,

@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use super::PlanError;
 use super::net;
 use crate::discover::{Addressed, RegionLive};
-use crate::provider::resource::{
-    Attrs, HostsAttrs, InstanceSettings, Kind, Provider, TypeChoice,
+use crate::provider::resource::{Attrs, HostsAttrs, InstanceSettings, Kind, Provider, TypeChoice};
+use crate::spec::{
+    Cidr, Cloud, CloudKind, CloudSettings, Network, Owner, Region, RegionId, Spec, SpecName, ZoneId,
 };
-use crate::spec::{Cidr, Cloud, CloudKind, CloudSettings, Network, Owner, Region, RegionId, Spec, SpecName, ZoneId};
 use crate::state::Address;
 
 /// One resource the spec wants.
@@ -208,12 +208,11 @@ pub fn region(input: &RegionInput<'_>) -> Result<Vec<DesiredResource>, PlanError
             _ => None,
         })
         .collect();
-    let blocks = net::subnet_blocks(vpc_cidr, &zones, &kept).map_err(|message| {
-        PlanError::Subnets {
+    let blocks =
+        net::subnet_blocks(vpc_cidr, &zones, &kept).map_err(|message| PlanError::Subnets {
             region: rid.clone(),
             message,
-        }
-    })?;
+        })?;
     let max_nph = region
         .instance_types
         .iter()
@@ -280,11 +279,7 @@ pub fn region(input: &RegionInput<'_>) -> Result<Vec<DesiredResource>, PlanError
         vec![network.clone()],
     ));
     if provider.kinds().contains(&Kind::Peers) && spec.regions() > 1 {
-        out.push(res(
-            peers,
-            Attrs::Peers { rules: None },
-            vec![sg.clone()],
-        ));
+        out.push(res(peers, Attrs::Peers { rules: None }, vec![sg.clone()]));
     }
     let fingerprint = provider.fingerprint(public_key).unwrap_or_default();
     out.push(res(

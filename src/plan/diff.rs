@@ -52,7 +52,9 @@ fn compare(want: &Attrs, have: &Attrs) -> (Action, Option<String>) {
     match (want, have) {
         (Attrs::Network { cidr: a, .. }, Attrs::Network { cidr: b, .. }) if a != b => (
             Action::Replace,
-            Some(format!("its block `{b}` is not the spec's `{a}`, which forces replacement")),
+            Some(format!(
+                "its block `{b}` is not the spec's `{a}`, which forces replacement"
+            )),
         ),
         (
             Attrs::Subnet {
@@ -90,21 +92,18 @@ fn compare(want: &Attrs, have: &Attrs) -> (Action, Option<String>) {
                 )
             }
         }
-        (
-            Attrs::KeyPair {
-                fingerprint: a, ..
-            },
-            Attrs::KeyPair {
-                fingerprint: b, ..
-            },
-        ) if a != b => (
-            Action::Replace,
-            Some(format!(
-                "its fingerprint `{}` is not the spec key's `{}`",
-                short(b),
-                short(a)
-            )),
-        ),
+        (Attrs::KeyPair { fingerprint: a, .. }, Attrs::KeyPair { fingerprint: b, .. })
+            if a != b =>
+        {
+            (
+                Action::Replace,
+                Some(format!(
+                    "its fingerprint `{}` is not the spec key's `{}`",
+                    short(b),
+                    short(a)
+                )),
+            )
+        }
         _ => (Action::NoOp, None),
     }
 }
@@ -157,7 +156,11 @@ pub fn region(d: &RegionDiff<'_>) -> Result<Vec<Change>, PlanError> {
             None => {
                 let network_kind = matches!(
                     kind,
-                    Kind::Network | Kind::Gateway | Kind::Subnet | Kind::SecurityGroup | Kind::KeyPair
+                    Kind::Network
+                        | Kind::Gateway
+                        | Kind::Subnet
+                        | Kind::SecurityGroup
+                        | Kind::KeyPair
                 );
                 if network_kind && !d.may_create_network {
                     return Err(PlanError::NetworkMissing {
@@ -364,7 +367,10 @@ pub fn hosts_change(
                 i.key_pair
             ))
         } else if !i.status.is_coming_up() {
-            Some(format!("it is {}; a host that is not running is replaced", i.status))
+            Some(format!(
+                "it is {}; a host that is not running is replaced",
+                i.status
+            ))
         } else {
             None
         };
@@ -505,7 +511,10 @@ mod tests {
     }
 
     fn subnets() -> BTreeSet<String> {
-        ["vsw-z1", "vsw-z2"].iter().map(|s| (*s).to_owned()).collect()
+        ["vsw-z1", "vsw-z2"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
     }
 
     #[test]
@@ -549,10 +558,16 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                ("i-2", "type `retired` is not one of the spec's instance types"),
+                (
+                    "i-2",
+                    "type `retired` is not one of the spec's instance types"
+                ),
                 ("i-3", "zone `z9` is not one of the spec's zones"),
                 ("i-4", "it accepts the key pair `old`, not the spec's"),
-                ("i-5", "it is Stopped; a host that is not running is replaced"),
+                (
+                    "i-5",
+                    "it is Stopped; a host that is not running is replaced"
+                ),
             ]
         );
         assert_eq!((h.kept.len(), h.add_nodes, h.add_hosts), (1, 2, 1));
@@ -577,14 +592,22 @@ mod tests {
         assert_eq!(gone, ["i-4", "i-3"]);
         assert_eq!(h.kept_nodes, 4);
         assert_eq!(h.add_nodes, 0);
-        assert!(h.destroy.iter().all(|r| r.reason == "scale down: 3 nodes wanted"));
+        assert!(
+            h.destroy
+                .iter()
+                .all(|r| r.reason == "scale down: 3 nodes wanted")
+        );
     }
 
     #[test]
     fn a_replaced_key_pair_replaces_every_host() {
         let live = [inst("i-1", "big", "z1", HostStatus::Running)];
-        let (action, h, _) =
-            hosts_change(&want(2), &live, &subnets(), Some("its key pair is replaced".into()));
+        let (action, h, _) = hosts_change(
+            &want(2),
+            &live,
+            &subnets(),
+            Some("its key pair is replaced".into()),
+        );
         assert_eq!(action, Action::Replace);
         assert_eq!(h.destroy[0].reason, "its key pair is replaced");
         assert_eq!(h.add_hosts, 1);

@@ -71,7 +71,11 @@ pub fn public_key_line(path: &Path) -> Result<String, KeyError> {
             reason: e.to_string(),
         })?;
     // Algorithm and blob; the comment (often `user@host`) is not the key.
-    Ok(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+    Ok(line
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" "))
 }
 
 #[cfg(test)]

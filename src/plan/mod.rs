@@ -52,7 +52,9 @@ use crate::provider::resource::{Attrs, HostStatus, Kind, Provider, TagScope};
 use crate::spec::{CloudKind, RegionId, Spec, ZoneId};
 use crate::ssh::hosts::Host;
 use crate::stages::{Stage, StageError, StageId, StageOptions};
-use crate::state::{Address, Fingerprint, JournalLog, OutcomeResult, SpecState, StateDir, StateError};
+use crate::state::{
+    Address, Fingerprint, JournalLog, OutcomeResult, SpecState, StateDir, StateError,
+};
 
 use desired::{CloudView, backfill_address};
 
@@ -145,21 +147,11 @@ pub enum PlanError {
 }
 
 /// Knobs of discovery and apply that are not in the spec.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub rates: RateLimits,
     pub policy: RetryPolicy,
     pub timing: Timing,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            rates: RateLimits::default(),
-            policy: RetryPolicy::default(),
-            timing: Timing::default(),
-        }
-    }
 }
 
 /// One spec, ready to be discovered, planned and applied: its providers, rate buckets and
@@ -230,7 +222,8 @@ impl Context {
     /// A context for `spec` (already validated; `spec.file` is read for its digest).
     pub fn new(spec: Spec, state_dir: &StateDir, settings: &Settings) -> Result<Self, PlanError> {
         let text = std::fs::read(&spec.file).unwrap_or_default();
-        let spec_digest = Fingerprint::of(&String::from_utf8_lossy(&text)).expect("text serializes");
+        let spec_digest =
+            Fingerprint::of(&String::from_utf8_lossy(&text)).expect("text serializes");
         let state = state_dir.spec(&spec.name)?;
         let buckets = Arc::new(RateBuckets::new(settings.rates)?);
         let providers = providers_for(&spec, &buckets, settings)?;
@@ -290,7 +283,11 @@ impl Context {
 
 /// The backfill recorded in the journal for `cloud`: nodes moved per region, while the spec's
 /// per-region counts are still those it was recorded against.
-pub fn recorded_backfill(log: &JournalLog, cloud: CloudKind, spec: &Spec) -> BTreeMap<RegionId, i64> {
+pub fn recorded_backfill(
+    log: &JournalLog,
+    cloud: CloudKind,
+    spec: &Spec,
+) -> BTreeMap<RegionId, i64> {
     if !spec.placement.backfill {
         return BTreeMap::new();
     }
@@ -307,7 +304,10 @@ pub fn recorded_backfill(log: &JournalLog, cloud: CloudKind, spec: &Spec) -> BTr
         .intents_for(&address)
         .filter(|(serial, i)| {
             i.action == "Backfill"
-                && matches!(log.outcome_of(*serial), Some(OutcomeResult::Succeeded { .. }))
+                && matches!(
+                    log.outcome_of(*serial),
+                    Some(OutcomeResult::Succeeded { .. })
+                )
         })
         .last();
     let Some((_, intent)) = latest else {
@@ -338,6 +338,7 @@ pub fn compute(
     selection: &Selection,
     stages: &[&dyn Stage],
     hosts: Option<&[Host]>,
+    stage_live: &BTreeMap<StageId, crate::stages::Live>,
 ) -> Result<Plan, PlanError> {
     let spec = &ctx.spec;
     let mut changes: Vec<Change> = Vec::new();
@@ -354,12 +355,7 @@ pub fn compute(
         };
         let public_key = keys::public_key_line(&view.ssh_key)?;
         let backfill = recorded_backfill(log, view.kind, spec);
-        if view
-            .network
-            .ssh_from
-            .iter()
-            .any(|c| c.prefix == 0)
-        {
+        if view.network.ssh_from.iter().any(|c| c.prefix == 0) {
             warnings.push(format!(
                 "{}: SSH and the nodes' JSON-RPC are open to the whole internet (`network.ssh_from` includes `0.0.0.0/0`); set it to your address",
                 view.kind
@@ -389,7 +385,11 @@ pub fn compute(
                 desired: &want,
                 live: region_live,
                 addressed: &addressed,
-                hosts_address: desired::address(view.kind, &region.id, &[provider.noun(Kind::Hosts)]),
+                hosts_address: desired::address(
+                    view.kind,
+                    &region.id,
+                    &[provider.noun(Kind::Hosts)],
+                ),
                 may_create_network: view.network.create,
             })?;
             if let Some(moved) = backfill.get(&region.id)
@@ -397,7 +397,13 @@ pub fn compute(
             {
                 h.backfill_nodes = *moved;
             }
-            record_basis(&mut basis_live, &key, &addressed, region_live, provider.as_ref());
+            record_basis(
+                &mut basis_live,
+                &key,
+                &addressed,
+                region_live,
+                provider.as_ref(),
+            );
             changes.append(&mut region_changes);
         }
     }
@@ -421,7 +427,13 @@ pub fn compute(
             hosts_address: desired::address(key.cloud, &key.region, &[provider.noun(Kind::Hosts)]),
             may_create_network: true,
         })?;
-        record_basis(&mut basis_live, key, &addressed, region_live, provider.as_ref());
+        record_basis(
+            &mut basis_live,
+            key,
+            &addressed,
+            region_live,
+            provider.as_ref(),
+        );
         changes.append(&mut region_changes);
     }
 
@@ -497,14 +509,22 @@ pub fn compute(
             .iter()
             .find(|x| x.kind() == cloud)
             .and_then(|x| x.regions.iter().find(|r| r.id == here.region))
-            .map(|r| r.instance_types.iter().map(|t| t.nodes_per_host).max().unwrap_or(1))
+            .map(|r| {
+                r.instance_types
+                    .iter()
+                    .map(|t| t.nodes_per_host)
+                    .max()
+                    .unwrap_or(1)
+            })
             .unwrap_or(1);
         let want = Attrs::Peers {
             rules: Some(net::peer_rules(&others, nph)),
         };
         c.after = Some(want.clone());
         if c.action != Action::Create {
-            let have = c.before.clone().unwrap_or(Attrs::Peers { rules: Some(vec![]) });
+            let have = c.before.clone().unwrap_or(Attrs::Peers {
+                rules: Some(vec![]),
+            });
             let (action, reason) = peers_compare(&want, &have);
             c.action = action;
             c.reason = reason;
@@ -513,9 +533,8 @@ pub fn compute(
 
     // Stages, after every host, backfill and peer rule.
     if stages.is_empty() {
-        warnings.push(
-            "this build has no experiment stages: only cloud resources are planned".into(),
-        );
+        warnings
+            .push("this build has no experiment stages: only cloud resources are planned".into());
     } else {
         let mut after_infra: Vec<Address> = hosts_addresses.clone();
         after_infra.extend(backfills.iter().cloned());
@@ -526,12 +545,14 @@ pub fn compute(
                 .map(|c| c.address.clone()),
         );
         let known_hosts = if hosts_move { None } else { hosts };
+        let no_live = BTreeMap::new();
         changes.extend(stage_changes(
             ctx,
             log,
             selection,
             stages,
             known_hosts,
+            if hosts_move { &no_live } else { stage_live },
             &after_infra,
         )?);
     }
@@ -592,7 +613,9 @@ pub fn compute(
 fn peers_compare(want: &Attrs, have: &Attrs) -> (Action, Option<String>) {
     let keys = |a: &Attrs| -> BTreeSet<(String, u16, u16, String)> {
         match a {
-            Attrs::Peers { rules: Some(r) } => r.iter().map(crate::provider::resource::Rule::key).collect(),
+            Attrs::Peers { rules: Some(r) } => {
+                r.iter().map(crate::provider::resource::Rule::key).collect()
+            }
             _ => BTreeSet::new(),
         }
     };
@@ -622,14 +645,39 @@ fn record_basis(
         ids.sort_unstable();
         let digest = Fingerprint::of(&ids).expect("ids serialize");
         out.insert(
-            format!("{}/{}/{}", key.cloud, key.region, provider.noun(Kind::Hosts)),
             format!(
-                "{} instances ({})",
-                ids.len(),
-                &digest.as_str()[..12]
+                "{}/{}/{}",
+                key.cloud,
+                key.region,
+                provider.noun(Kind::Hosts)
             ),
+            format!("{} instances ({})", ids.len(), &digest.as_str()[..12]),
         );
     }
+}
+
+/// The live checks of the stages that are current (nodes still running, logs still there),
+/// over `hosts` as the inventory has them. Only reads; a check that cannot run counts as lost.
+pub async fn stage_live(
+    ctx: &Context,
+    stages: &[&dyn Stage],
+    hosts: &[crate::stages::StageHost],
+    log: &JournalLog,
+) -> BTreeMap<StageId, crate::stages::Live> {
+    let list: Vec<Host> = hosts.iter().map(|h| h.host.clone()).collect();
+    let cx = crate::stages::InputContext {
+        spec: &ctx.spec,
+        hosts: Some(&list),
+        options: &ctx.stage_options,
+    };
+    let Ok(assessed) = crate::stages::assess(stages, &cx, log) else {
+        return BTreeMap::new();
+    };
+    let live = crate::stages::LiveContext {
+        hosts,
+        options: &ctx.stage_options,
+    };
+    crate::stages::check_live(stages, &assessed, &live, log).await
 }
 
 /// The stages' changes: which run and why, after `after_infra`.
@@ -639,6 +687,7 @@ fn stage_changes(
     selection: &Selection,
     stages: &[&dyn Stage],
     hosts: Option<&[Host]>,
+    live: &BTreeMap<StageId, crate::stages::Live>,
     after_infra: &[Address],
 ) -> Result<Vec<Change>, PlanError> {
     let cx = crate::stages::InputContext {
@@ -647,11 +696,16 @@ fn stage_changes(
         options: &ctx.stage_options,
     };
     let assessed = crate::stages::assess(stages, &cx, log)?;
-    let plan = crate::stages::decide(&assessed, &BTreeMap::new(), &selection.stages());
+    let plan = crate::stages::decide(&assessed, live, &selection.stages());
     let mut out = Vec::new();
     for entry in &plan.entries {
         let id = entry.id;
-        let reasons: Vec<String> = entry.decision.reasons().iter().map(ToString::to_string).collect();
+        let reasons: Vec<String> = entry
+            .decision
+            .reasons()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let mut c = Change::new(id.address(), ChangeKind::Stage, Action::NoOp);
         match &entry.decision {
             crate::stages::Decision::Run { .. } => c.action = Action::Run,
@@ -670,7 +724,11 @@ fn stage_changes(
         c.depends_on = if id.info().after.is_empty() {
             after_infra.to_vec()
         } else {
-            id.info().after.iter().map(|s: &StageId| s.address()).collect()
+            id.info()
+                .after
+                .iter()
+                .map(|s: &StageId| s.address())
+                .collect()
         };
         out.push(c);
     }
@@ -688,11 +746,20 @@ fn check_limits(spec: &Spec, changes: &[Change]) -> Result<(), PlanError> {
             continue;
         };
         let kept = h.kept.len() as u64;
-        let min_nph = want.types.iter().map(|t| t.nodes_per_host.max(1)).min().unwrap_or(1);
+        let min_nph = want
+            .types
+            .iter()
+            .map(|t| t.nodes_per_host.max(1))
+            .min()
+            .unwrap_or(1);
         let added = u64::from(h.add_nodes).div_ceil(u64::from(min_nph));
         hosts += kept + added;
         for k in &h.kept {
-            match want.types.iter().find(|t| t.name.as_str() == k.instance_type) {
+            match want
+                .types
+                .iter()
+                .find(|t| t.name.as_str() == k.instance_type)
+            {
                 Some(t) => match t.hourly_cost_usd {
                     Some(p) => cost += p,
                     None => unpriced = true,
@@ -751,7 +818,11 @@ fn topological(changes: Vec<Change>) -> Vec<Change> {
     let mut waiting = vec![0usize; n];
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
     for (i, c) in changes.iter().enumerate() {
-        let deps: BTreeSet<usize> = c.depends_on.iter().filter_map(|d| index.get(d).copied()).collect();
+        let deps: BTreeSet<usize> = c
+            .depends_on
+            .iter()
+            .filter_map(|d| index.get(d).copied())
+            .collect();
         waiting[i] = deps.len();
         for d in deps {
             dependents[d].push(i);
@@ -825,10 +896,18 @@ pub fn destroy(
                 }
             }
         }
-        record_basis(&mut basis_live, key, &addressed, region_live, provider.as_ref());
+        record_basis(
+            &mut basis_live,
+            key,
+            &addressed,
+            region_live,
+            provider.as_ref(),
+        );
         changes.append(&mut region_changes);
     }
-    let changes = topological(changes);
+    // Listed in the order they go: hosts first, networks last.
+    let mut changes = topological(changes);
+    changes.reverse();
     let basis = saved::basis(spec_digest, log.last_serial(), basis_live);
     let id = plan_id(&basis, &changes, &Selection::all());
     Plan {

@@ -362,11 +362,7 @@ pub struct Plan {
 impl Plan {
     /// Whether applying changes nothing (for `--detailed-exitcode`).
     pub fn is_noop(&self) -> bool {
-        self.summary.is_empty()
-            && self
-                .changes
-                .iter()
-                .all(|c| !c.action.changes_something())
+        self.summary.is_empty() && self.changes.iter().all(|c| !c.action.changes_something())
     }
 
     pub fn get(&self, address: &Address) -> Option<&Change> {

@@ -171,9 +171,9 @@ mod tests {
         assert_eq!(
             text,
             [
+                "tcp 22 from 203.0.113.7/32 (ssh)",
                 "tcp 11000-11009 from 10.0.0.0/16 (vpc)",
                 "tcp 11000-11009 from 203.0.113.7/32 (operator)",
-                "tcp 22 from 203.0.113.7/32 (ssh)",
             ]
         );
     }
@@ -192,12 +192,20 @@ mod tests {
         assert_eq!(aggregate(&ips, 1), vec![cidr("0.0.0.0/0")]);
         // 10,000 scattered addresses fit the rule budget.
         let many: Vec<Ipv4Addr> = (0..10_000u32)
-            .map(|i| Ipv4Addr::from(0x2f00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761) >> 8)))
+            .map(|i| {
+                Ipv4Addr::from(0x2f00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761) >> 8))
+            })
             .collect();
         let blocks = aggregate(&many, PEER_BLOCKS);
         assert!(blocks.len() <= PEER_BLOCKS && !blocks.is_empty());
         for ip in &many {
-            assert!(blocks.iter().any(|b| contains(*b, Cidr { addr: *ip, prefix: 32 })));
+            assert!(blocks.iter().any(|b| contains(
+                *b,
+                Cidr {
+                    addr: *ip,
+                    prefix: 32
+                }
+            )));
         }
     }
 

@@ -16,7 +16,10 @@ use crate::state::{Fingerprint, Serial};
 #[derive(Debug, Error, Diagnostic)]
 pub enum SavedPlanError {
     #[error("cannot read the plan `{}`: {source}", path.display())]
-    #[diagnostic(code(cfxm::plan::unreadable), help("write one with `cfxm plan --out FILE`"))]
+    #[diagnostic(
+        code(cfxm::plan::unreadable),
+        help("write one with `cfxm plan --out FILE`")
+    )]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -31,10 +34,16 @@ pub enum SavedPlanError {
         source: serde_json::Error,
     },
     #[error("`{}` is a format {found} plan; this cfxm reads format {PLAN_FORMAT}", path.display())]
-    #[diagnostic(code(cfxm::plan::format), help("run `cfxm plan --out FILE` again with this cfxm"))]
+    #[diagnostic(
+        code(cfxm::plan::format),
+        help("run `cfxm plan --out FILE` again with this cfxm")
+    )]
     Format { path: PathBuf, found: u32 },
     #[error("cannot write the plan `{}`: {source}", path.display())]
-    #[diagnostic(code(cfxm::plan::unwritable), help("check the directory exists and is writable"))]
+    #[diagnostic(
+        code(cfxm::plan::unwritable),
+        help("check the directory exists and is writable")
+    )]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -165,7 +174,10 @@ mod tests {
         let b = basis(
             spec,
             Serial(5),
-            live(&[("aliyun/r/hosts", "3 instances"), ("aliyun/r/key_pair", "kp")]),
+            live(&[
+                ("aliyun/r/hosts", "3 instances"),
+                ("aliyun/r/key_pair", "kp"),
+            ]),
         );
         assert_eq!(
             moved(&a, &b),

@@ -201,8 +201,12 @@ mod tests {
 
     #[test]
     fn regions_and_stages_combine_and_skip_wins() {
-        let s = Selection::parse(&["ap-southeast-1,blocks", "collect"], &["collect"], &regions())
-            .unwrap();
+        let s = Selection::parse(
+            &["ap-southeast-1,blocks", "collect"],
+            &["collect"],
+            &regions(),
+        )
+        .unwrap();
         assert!(s.region(&RegionId::new("ap-southeast-1")).is_ok());
         assert_eq!(s.region(&RegionId::new("cn-hongkong")), Err("--only"));
         let st = s.stages();

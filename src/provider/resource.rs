@@ -121,7 +121,10 @@ impl TagScope {
             (TAG_OWNER.to_owned(), self.owner.to_string()),
             (
                 TAG_SPEC.to_owned(),
-                self.spec.as_ref().map(ToString::to_string).unwrap_or_default(),
+                self.spec
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             ),
         ]
     }
@@ -144,7 +147,9 @@ impl TagScope {
 }
 
 /// One TCP ingress rule.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Rule {
     /// `tcp` (lowercase).
     pub protocol: String,
@@ -711,7 +716,10 @@ mod tests {
         ]);
         assert_eq!(scope.classify(&wrong_marker), None);
         // An owner scope takes every spec of the owner, by name.
-        assert_eq!(TagScope::owner(&alice).classify(&other), Some(SpecName::new("lat2")));
+        assert_eq!(
+            TagScope::owner(&alice).classify(&other),
+            Some(SpecName::new("lat2"))
+        );
         assert_eq!(TagScope::owner(&alice).classify(&alice2), None);
         assert_eq!(
             TagScope::owner(&alice).filter()[2],

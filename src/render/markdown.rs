@@ -61,11 +61,12 @@ pub(super) fn plan(plan: &Plan) -> String {
         row.0.destroy += one.destroy;
         if let Some(h) = &c.hosts {
             row.1 += h.kept.len() as u64 + h.destroy.len() as u64;
-            row.2 += h.kept.len() as u64 + if c.action == Action::NoOp && c.excluded.is_none() {
-                0
-            } else {
-                h.add_hosts
-            };
+            row.2 += h.kept.len() as u64
+                + if c.action == Action::NoOp && c.excluded.is_none() {
+                    0
+                } else {
+                    h.add_hosts
+                };
         }
     }
     if !order.is_empty() {

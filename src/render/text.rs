@@ -368,8 +368,16 @@ fn attrs_detail(c: &Change, a: &Attrs) -> String {
                 "{} rule{}: ssh from {}; node ports from {}",
                 rules.len(),
                 if rules.len() == 1 { "" } else { "s" },
-                if ssh.is_empty() { "nowhere".into() } else { ssh.join(", ") },
-                if nodes.is_empty() { "nowhere".into() } else { nodes.join(", ") }
+                if ssh.is_empty() {
+                    "nowhere".into()
+                } else {
+                    ssh.join(", ")
+                },
+                if nodes.is_empty() {
+                    "nowhere".into()
+                } else {
+                    nodes.join(", ")
+                }
             )
         }
         Attrs::Peers { rules: None } => {
@@ -472,7 +480,11 @@ fn hosts_detail(c: &Change) -> String {
 fn stages(out: &mut String, paint: &Paint, changes: &[&Change], width: usize) {
     let _ = writeln!(out, "# stages");
     for c in changes {
-        let name = c.address.as_str().strip_prefix("stage/").unwrap_or(c.address.as_str());
+        let name = c
+            .address
+            .as_str()
+            .strip_prefix("stage/")
+            .unwrap_or(c.address.as_str());
         let detail = match (&c.stage, &c.excluded) {
             (Some(s), Some(e)) => format!(
                 "left out by {} (would run: {})",

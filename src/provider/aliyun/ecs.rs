@@ -445,8 +445,14 @@ impl Client {
         security_group_id: &str,
         rules: &[Permission],
     ) -> Result<(), AliyunError> {
-        self.permissions("AuthorizeSecurityGroup", region, security_group_id, rules, None)
-            .await
+        self.permissions(
+            "AuthorizeSecurityGroup",
+            region,
+            security_group_id,
+            rules,
+            None,
+        )
+        .await
     }
 
     /// [`Client::authorize_security_group`] with a `ClientToken` (one batch of ≤ 100 rules:
@@ -462,7 +468,10 @@ impl Client {
             return Err(invalid(
                 "AuthorizeSecurityGroup",
                 region,
-                format!("{} rules given; one call with a token takes at most 100", rules.len()),
+                format!(
+                    "{} rules given; one call with a token takes at most 100",
+                    rules.len()
+                ),
             ));
         }
         self.permissions(
@@ -483,8 +492,14 @@ impl Client {
         security_group_id: &str,
         rules: &[Permission],
     ) -> Result<(), AliyunError> {
-        self.permissions("RevokeSecurityGroup", region, security_group_id, rules, None)
-            .await
+        self.permissions(
+            "RevokeSecurityGroup",
+            region,
+            security_group_id,
+            rules,
+            None,
+        )
+        .await
     }
 
     async fn permissions(

@@ -39,9 +39,9 @@ pub use ecs::{
     MAX_TAG_RESOURCES_PER_CALL, MAX_TAGS_PER_CALL, RunInstancesRequest, RunInstancesResponse,
     SecurityGroupQuery,
 };
-pub use reconcile::{AliyunProvider, Timing};
 pub use endpoint::{Api, ENDPOINT_ENV, Endpoint, EndpointError, Endpoints};
 pub use error::{AliyunError, AliyunErrorDetail, classify, local_codes};
+pub use reconcile::{AliyunProvider, Timing};
 pub use types::{
     AvailableResource, AvailableZone, EipAddress, ImageInfo, InstanceInfo, InstanceStatus,
     InstanceStatusInfo, InstanceTypeInfo, KeyPairInfo, Permission, RegionInfo,

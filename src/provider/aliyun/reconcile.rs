@@ -27,8 +27,8 @@ use super::{
 use crate::apply::{ApiClass, Mutations, Operation, RateBuckets, RetryPolicy, StepError, retry};
 use crate::provider::ErrorClass;
 use crate::provider::resource::{
-    Attrs, HostStatus, ImageRef, Kind, Launch, LiveInstance, LiveResource, Provider,
-    ProviderError, RegionScan, Rule, TagScope, Tags, ZoneOffer,
+    Attrs, HostStatus, ImageRef, Kind, Launch, LiveInstance, LiveResource, Provider, ProviderError,
+    RegionScan, Rule, TagScope, Tags, ZoneOffer,
 };
 use crate::spec::{CloudKind, InstanceType, RegionId, ZoneId};
 use crate::ssh::BoxFuture;
@@ -178,12 +178,14 @@ impl AliyunProvider {
                         ids: vec![id.to_owned()],
                         ..VpcQuery::default()
                     };
-                    self.read(region, "DescribeVpcs", || self.client.describe_vpcs(region, &q))
-                        .await
-                        .map_err(read_failed)?
-                        .into_iter()
-                        .find(|v| v.vpc_id == id)
-                        .map(|v| v.status)
+                    self.read(region, "DescribeVpcs", || {
+                        self.client.describe_vpcs(region, &q)
+                    })
+                    .await
+                    .map_err(read_failed)?
+                    .into_iter()
+                    .find(|v| v.vpc_id == id)
+                    .map(|v| v.status)
                 }
                 _ => {
                     let q = VSwitchQuery {
@@ -388,13 +390,19 @@ impl AliyunProvider {
         region: &RegionId,
         req: &RunInstancesRequest,
     ) -> Result<Vec<String>, ProviderError> {
-        self.paced(region, "RunInstances", self.client.run_instances(region, req))
-            .await
-            .map(|r| r.instance_ids)
+        self.paced(
+            region,
+            "RunInstances",
+            self.client.run_instances(region, req),
+        )
+        .await
+        .map(|r| r.instance_ids)
     }
 }
 
-/// What a create call journals, enough to re-issue it identically.
+/// What a create call journals, enough to re-issue it identically. The variants are the API
+/// actions, journaled by name.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "action")]
 enum CreateCall {
@@ -553,7 +561,9 @@ impl Provider for AliyunProvider {
             // Region-less; paced under a pseudo-region of its own.
             let global = RegionId::new("-");
             let regions = self
-                .read(&global, "DescribeRegions", || self.client.describe_regions())
+                .read(&global, "DescribeRegions", || {
+                    self.client.describe_regions()
+                })
                 .await?;
             Ok(regions
                 .into_iter()
@@ -603,13 +613,14 @@ impl Provider for AliyunProvider {
                 })
                 .await?;
             // `ImageName` matches fuzzily; the original (and cfxm) want the exact name.
-            Ok(images.into_iter().find(|i| i.image_name == name).map(|i| {
-                ImageRef {
+            Ok(images
+                .into_iter()
+                .find(|i| i.image_name == name)
+                .map(|i| ImageRef {
                     id: i.image_id,
                     name: i.image_name,
                     status: i.status,
-                }
-            }))
+                }))
         })
     }
 
@@ -868,7 +879,8 @@ impl Provider for AliyunProvider {
                         )
                     })?;
                     let rules = rules.clone().unwrap_or_default();
-                    self.change_rules(m, region, &parent.id, &rules, &[]).await?;
+                    self.change_rules(m, region, &parent.id, &rules, &[])
+                        .await?;
                     Ok(LiveResource {
                         kind: Kind::Peers,
                         id: parent.id.clone(),
@@ -901,10 +913,7 @@ impl Provider for AliyunProvider {
         Box::pin(async move {
             let region = &live.region;
             // Read the rules now: the plan's view may be minutes old.
-            let current = self
-                .rules_of(region, &live.id)
-                .await
-                .map_err(read_failed)?;
+            let current = self.rules_of(region, &live.id).await.map_err(read_failed)?;
             let (wanted, managed_note): (Vec<Rule>, fn(&str) -> bool) = match want {
                 Attrs::SecurityGroup { rules, .. } => (rules.clone(), |n| n != "peers"),
                 Attrs::Peers { rules } => (rules.clone().unwrap_or_default(), |n| n == "peers"),
@@ -961,13 +970,20 @@ impl Provider for AliyunProvider {
                     .await
                 }
                 Kind::Subnet => {
-                    m.call("DeleteVSwitch", None, params, Operation::Delete, none, |_| {
-                        self.paced(
-                            region,
-                            "DeleteVSwitch",
-                            self.client.delete_vswitch(region, id),
-                        )
-                    })
+                    m.call(
+                        "DeleteVSwitch",
+                        None,
+                        params,
+                        Operation::Delete,
+                        none,
+                        |_| {
+                            self.paced(
+                                region,
+                                "DeleteVSwitch",
+                                self.client.delete_vswitch(region, id),
+                            )
+                        },
+                    )
                     .await
                 }
                 Kind::SecurityGroup => {
@@ -989,13 +1005,20 @@ impl Provider for AliyunProvider {
                 }
                 Kind::KeyPair => {
                     let names = [id.to_owned()];
-                    m.call("DeleteKeyPairs", None, params, Operation::Delete, none, |_| {
-                        self.paced(
-                            region,
-                            "DeleteKeyPairs",
-                            self.client.delete_key_pairs(region, &names),
-                        )
-                    })
+                    m.call(
+                        "DeleteKeyPairs",
+                        None,
+                        params,
+                        Operation::Delete,
+                        none,
+                        |_| {
+                            self.paced(
+                                region,
+                                "DeleteKeyPairs",
+                                self.client.delete_key_pairs(region, &names),
+                            )
+                        },
+                    )
                     .await
                 }
                 Kind::Peers => {
@@ -1081,7 +1104,10 @@ impl Provider for AliyunProvider {
                     self.client.describe_instances(region, &q)
                 })
                 .await?;
-            Ok(found.into_iter().map(|i| live_instance(region, i)).collect())
+            Ok(found
+                .into_iter()
+                .map(|i| live_instance(region, i))
+                .collect())
         })
     }
 
@@ -1159,11 +1185,12 @@ impl Provider for AliyunProvider {
             let Some(token) = intent.client_token.clone() else {
                 return Ok(None);
             };
-            let again = |result: Result<Vec<String>, crate::apply::retry::Stopped<ProviderError>>| {
-                result.map(Some).map_err(|s| {
-                    StepError::from(crate::apply::MutationError::Call(s))
-                })
-            };
+            let again =
+                |result: Result<Vec<String>, crate::apply::retry::Stopped<ProviderError>>| {
+                    result
+                        .map(Some)
+                        .map_err(|s| StepError::from(crate::apply::MutationError::Call(s)))
+                };
             match intent.action.as_str() {
                 "RunInstances" => {
                     let Ok(batch) = serde_json::from_value::<Launch>(intent.params.clone()) else {
@@ -1184,7 +1211,9 @@ impl Provider for AliyunProvider {
                     };
                     again(
                         retry(m.policy, Operation::Create, m.step, |_| async {
-                            self.create_call(&call, token.as_str()).await.map(|id| vec![id])
+                            self.create_call(&call, token.as_str())
+                                .await
+                                .map(|id| vec![id])
                         })
                         .await,
                     )
@@ -1200,7 +1229,7 @@ fn none(_: &()) -> Vec<String> {
 }
 
 fn read_failed(e: ProviderError) -> StepError {
-    StepError::Read(crate::apply::retry::Stopped {
+    StepError::from(crate::apply::retry::Stopped {
         error: e,
         decision: crate::apply::Decision::Stop(crate::apply::StopReason::Fatal),
         attempts: 1,
@@ -1209,12 +1238,9 @@ fn read_failed(e: ProviderError) -> StepError {
 }
 
 fn already_exists(e: &StepError) -> bool {
-    match e {
-        StepError::Mutation(crate::apply::MutationError::Call(s)) => {
-            s.error.code == "KeyPair.AlreadyExist" || s.error.code.ends_with("AlreadyExist")
-        }
-        _ => false,
-    }
+    matches!(e, StepError::Mutation(_))
+        && e.call()
+            .is_some_and(|s| s.error.code.ends_with("AlreadyExist"))
 }
 
 fn run_request(batch: &Launch, token: &ClientToken) -> RunInstancesRequest {
@@ -1359,8 +1385,7 @@ mod tests {
         assert_eq!(req.internet_charge_type.as_deref(), Some("PayByTraffic"));
         assert_eq!(req.spot_strategy.as_deref(), Some("NoSpot"));
         // Journaled as the launch itself, so a re-issue rebuilds the same request.
-        let back: Launch =
-            serde_json::from_value(serde_json::to_value(&batch).unwrap()).unwrap();
+        let back: Launch = serde_json::from_value(serde_json::to_value(&batch).unwrap()).unwrap();
         assert_eq!(run_request(&back, &token).tags, req.tags);
     }
 }
