@@ -40,14 +40,39 @@ pub struct TuningArgs {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
     pub boot_timeout: Duration,
     /// Time between two status polls of the cloud.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration, hide = true)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration, hide = true, overrides_with = "poll_interval")]
     pub poll_interval: Duration,
+    /// Multiplies cfxm's own API rate budgets (per region and API class; default 1). Raise it
+    /// for an emulator or an account with raised limits; lower it if the cloud throttles.
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 1.0,
+        hide = true,
+        overrides_with = "rate_scale"
+    )]
+    pub rate_scale: f64,
 }
 
 impl TuningArgs {
     pub fn settings(&self) -> Settings {
         let mut s = Settings::default();
         s.timing.poll = self.poll_interval;
+        let k = if self.rate_scale.is_finite() && self.rate_scale > 0.0 {
+            self.rate_scale
+        } else {
+            1.0
+        };
+        for rate in [
+            &mut s.rates.read,
+            &mut s.rates.create,
+            &mut s.rates.delete,
+            &mut s.rates.modify,
+            &mut s.rates.region_total,
+        ] {
+            rate.per_second *= k;
+            rate.burst = ((f64::from(rate.burst) * k).round() as u32).max(1);
+        }
         s
     }
 

@@ -730,6 +730,10 @@ impl Provider for AliyunProvider {
                     parent_id: Some(g.vpc_id.clone()),
                     tags: tags.clone(),
                 });
+                if peers.is_empty() {
+                    // No peer rules yet: nothing to address (a spec of one region has none).
+                    continue;
+                }
                 out.resources.push(LiveResource {
                     kind: Kind::Peers,
                     id: g.security_group_id,

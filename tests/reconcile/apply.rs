@@ -1,0 +1,287 @@
+//! Fresh applies, re-plans with no changes, scaling, stock-outs and fleets above the tag
+//! filter's 1,000-resource cap.
+
+use cfxm::provider::aliyun::Permission;
+use cfxm::spec::RegionId;
+
+use super::{World, live_instances, quick_boot, spec_yaml};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_apply_creates_exactly_what_is_wanted_all_tagged_and_a_second_plan_is_empty() {
+    let w = World::start(quick_boot()).await;
+    let spec = w.spec(
+        "fresh",
+        &spec_yaml(
+            "fresh",
+            "alice",
+            &[
+                ("ap-southeast-1", 3, &[]),
+                ("cn-hongkong", 2, &["cn-hongkong-b"]),
+            ],
+            "",
+        ),
+    );
+    let out = w
+        .run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    assert!(
+        out.stdout
+            .contains("Apply complete! Resources: 17 added, 0 changed, 0 destroyed."),
+        "{}",
+        out.transcript()
+    );
+
+    // Exactly the wanted infra and hosts, every one tagged in its create call.
+    let count = |kind| w.tagged(kind, "alice", "fresh").len();
+    assert_eq!(count("vpc"), 2);
+    assert_eq!(
+        count("vswitch"),
+        3 + 1,
+        "every zone of ap-southeast-1, the one of cn-hongkong"
+    );
+    assert_eq!(count("security_group"), 2);
+    assert_eq!(count("key_pair"), 2);
+    assert_eq!(count("instance"), 5);
+    let world = w.emu.world();
+    for r in &world.resources {
+        if r.kind != "image" {
+            assert!(
+                super::has_tags(&r.tags, "alice", "fresh"),
+                "{} {} is not tagged exactly: {:?}",
+                r.kind,
+                r.id,
+                r.tags
+            );
+        }
+    }
+    assert!(
+        w.tagged("instance", "alice", "fresh")
+            .iter()
+            .all(|i| i.status == "Running" && i.public_ip.is_some())
+    );
+
+    // SSH only from `ssh_from`; node ports from the VPC, the operator and the other region's
+    // hosts; nothing open to the world.
+    let client = w.client();
+    let region = RegionId::new("ap-southeast-1");
+    let sg = &w
+        .tagged("security_group", "alice", "fresh")
+        .into_iter()
+        .find(|g| g.region == "ap-southeast-1")
+        .unwrap()
+        .id;
+    let rules: Vec<Permission> = client
+        .describe_security_group_attribute(&region, sg)
+        .await
+        .unwrap()
+        .permissions;
+    let ssh: Vec<&str> = rules
+        .iter()
+        .filter(|p| p.port_range == "22/22")
+        .map(|p| p.source_cidr_ip.as_str())
+        .collect();
+    assert_eq!(ssh, ["203.0.113.7/32"]);
+    assert!(
+        rules.iter().all(|p| p.source_cidr_ip != "0.0.0.0/0"),
+        "{rules:?}"
+    );
+    let hk_ips: Vec<String> = w
+        .tagged("instance", "alice", "fresh")
+        .into_iter()
+        .filter(|i| i.region == "cn-hongkong")
+        .map(|i| i.public_ip.unwrap())
+        .collect();
+    for ip in &hk_ips {
+        assert!(
+            rules.iter().any(|p| p.port_range == "11000/11009"
+                && p.description == "cfxm:peers"
+                && p.source_cidr_ip == format!("{ip}/32")),
+            "no peer rule for {ip}: {rules:?}"
+        );
+    }
+
+    // The inventory, in the original's nine-field format.
+    let hosts = std::fs::read_to_string(w.path().join("state/fresh/hosts.json")).unwrap();
+    let records = cfxm::state::hosts_json::parse(&hosts).unwrap();
+    assert_eq!(records.len(), 5);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.provider == "aliyun" && r.private_ip.is_some())
+    );
+
+    // Nothing left to do.
+    let again = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(again.code, Some(0), "{}", again.transcript());
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    // Without `--only infra` the stages would still run: changes pending, exit 2.
+    let full = w.run("plan", &spec, &["--detailed-exitcode"]).await;
+    assert_eq!(full.code, Some(2), "{}", full.transcript());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_scales_up_and_down_to_exact_counts() {
+    let w = World::start(quick_boot()).await;
+    let at = |n: u32| spec_yaml("scale", "alice", &[("ap-southeast-1", n, &[])], "");
+    let spec = w.spec("scale", &at(3));
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    assert_eq!(live_instances(&w, "alice", "scale").len(), 3);
+
+    w.spec("scale", &at(7));
+    let plan = w.run("plan", &spec, &["--only", "infra"]).await.ok();
+    assert!(
+        plan.stdout
+            .contains("Plan: 4 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("kept 3 × ecs.g8i.2xlarge"),
+        "{}",
+        plan.stdout
+    );
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    assert_eq!(live_instances(&w, "alice", "scale").len(), 7);
+
+    w.spec("scale", &at(2));
+    let plan = w.run("plan", &spec, &["--only", "infra"]).await.ok();
+    assert!(
+        plan.stdout
+            .contains("Plan: 0 to add, 0 to change, 5 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    // Every destroy is listed, with its reason.
+    assert_eq!(
+        plan.stdout.matches("# scale down: 2 nodes wanted").count(),
+        5,
+        "{}",
+        plan.stdout
+    );
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    assert_eq!(live_instances(&w, "alice", "scale").len(), 2);
+    assert_eq!(
+        w.tagged("instance", "alice", "scale").len(),
+        2,
+        "apply waits until the surplus is gone"
+    );
+    let again = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(again.code, Some(0), "{}", again.transcript());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_out_moves_to_the_second_type_and_other_zones() {
+    let w = World::start(quick_boot()).await;
+    // The first type: none in zone a, one left in zone b; the second type has stock.
+    let g7_before = w
+        .emu
+        .world()
+        .stock_of("ap-southeast-1a", "ecs.g7.2xlarge")
+        .unwrap();
+    w.emu
+        .set_stock("ap-southeast-1a", "ecs.g8i.2xlarge", Some(0))
+        .unwrap();
+    w.emu
+        .set_stock("ap-southeast-1b", "ecs.g8i.2xlarge", Some(1))
+        .unwrap();
+    let spec = w.spec(
+        "stock",
+        &spec_yaml(
+            "stock",
+            "alice",
+            &[("ap-southeast-1", 4, &["ap-southeast-1a", "ap-southeast-1b"])],
+            "",
+        ),
+    );
+    let out = w
+        .run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    let hosts = live_instances(&w, "alice", "stock");
+    assert_eq!(hosts.len(), 4, "{}", out.transcript());
+    // The world view has no instance types; the stock tells them apart.
+    let world = w.emu.world();
+    // g8i: the one in zone b; g7: the rest, starting in zone a.
+    assert_eq!(
+        world.stock_of("ap-southeast-1b", "ecs.g8i.2xlarge"),
+        Some(0)
+    );
+    assert_eq!(
+        world.stock_of("ap-southeast-1a", "ecs.g7.2xlarge"),
+        Some(g7_before - 3)
+    );
+    assert!(
+        out.stdout.contains(
+            "created 1 × ecs.g8i.2xlarge in ap-southeast-1b, 3 × ecs.g7.2xlarge in ap-southeast-1a"
+        ) || out.stdout.contains(
+            "3 × ecs.g7.2xlarge in ap-southeast-1a, 1 × ecs.g8i.2xlarge in ap-southeast-1b"
+        ),
+        "{}",
+        out.stdout
+    );
+    // The journal recorded the stock-out and the partial fill.
+    let journal = std::fs::read_to_string(w.path().join("state/stock/journal.jsonl")).unwrap();
+    assert!(journal.contains(r#""class":"no_capacity""#), "{journal}");
+    let again = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(again.code, Some(0), "{}", again.transcript());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_above_the_tag_filter_cap_is_discovered_whole() {
+    let w = World::start(quick_boot()).await;
+    let spec = w.spec(
+        "big",
+        &spec_yaml("big", "alice", &[("ap-southeast-1", 1050, &[])], ""),
+    );
+    let out = w
+        .run(
+            "apply",
+            &spec,
+            &["--only", "infra", "--auto-approve", "--rate-scale", "20"],
+        )
+        .await
+        .ok();
+    assert_eq!(
+        live_instances(&w, "alice", "big").len(),
+        1050,
+        "{}",
+        out.stderr
+    );
+    // Discovery past the 1,000-match cap of a tag filter finds every host: nothing to add.
+    let again = w
+        .run(
+            "plan",
+            &spec,
+            &[
+                "--only",
+                "infra",
+                "--detailed-exitcode",
+                "--rate-scale",
+                "20",
+            ],
+        )
+        .await;
+    assert_eq!(again.code, Some(0), "{}", again.transcript());
+    assert!(
+        again.stdout.contains("1,050 hosts kept"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        w.emu.calls().iter().any(|c| c.action == "ListTagResources"),
+        "the fallback enumeration was used"
+    );
+}
