@@ -48,7 +48,7 @@ pub(super) fn plan(plan: &Plan) -> String {
     for c in plan.changes.iter().filter(|c| c.kind != ChangeKind::Stage) {
         let key = match (&c.cloud, &c.region) {
             (Some(cloud), Some(region)) => format!("{cloud}/{region}"),
-            (Some(cloud), None) => cloud.to_string(),
+            // Cloud-level steps (backfill) change nothing by themselves.
             _ => continue,
         };
         if !rows.contains_key(&key) {

@@ -20,27 +20,29 @@ fn pending(journal: &Path, action: &str) -> bool {
     })
 }
 
-/// Runs `cfxm apply` and kills it with SIGKILL as soon as `when` holds; `false` if the apply
-/// ended first.
-async fn kill_apply_when(w: &World, spec: &Path, when: impl Fn() -> bool) -> bool {
+/// Runs `cfxm apply` and kills it with SIGKILL as soon as `when` holds; returns whether it
+/// was killed (not ended first) and what it wrote on stderr until then.
+async fn kill_apply_when(w: &World, spec: &Path, when: impl Fn() -> bool) -> (bool, String) {
     let mut args = vec!["apply", "-f", spec.to_str().unwrap()];
     args.extend(FAST);
     args.extend(["--only", "infra", "--auto-approve"]);
+    let log = w.path().join("child.stderr");
     let mut child = w
         .command(&args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let started = Instant::now();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
     loop {
         if when() {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            return true;
+            return (true, stderr());
         }
         if child.try_wait().unwrap().is_some() {
-            return false;
+            return (false, stderr());
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -70,21 +72,34 @@ async fn an_apply_killed_at_several_points_resumes_to_exact_counts_without_dupli
         ),
     );
     let journal = w.path().join("state/crash/journal.jsonl");
-    let hosts_json = w.path().join("state/crash/hosts.json");
 
     // 1. While the first VPC is being created.
-    assert!(kill_apply_when(&w, &spec, || pending(&journal, "CreateVpc")).await);
-    // 2. With a RunInstances in flight (its intent journaled, its answer not).
-    assert!(kill_apply_when(&w, &spec, || pending(&journal, "RunInstances")).await);
-    // 3. Again, further on: after some hosts are already recorded.
-    let some_hosts = || {
-        std::fs::read_to_string(&hosts_json)
-            .ok()
-            .and_then(|t| cfxm::state::hosts_json::parse(&t).ok())
-            .is_some_and(|h| !h.is_empty())
-            && pending(&journal, "RunInstances")
+    assert!(kill_apply_when(&w, &spec, || pending(&journal, "CreateVpc")).await.0);
+    // 2. With a RunInstances in flight (its intent journaled, its answer not). This apply
+    //    first settled the CreateVpc the first one left in flight.
+    let (killed, stderr) = kill_apply_when(&w, &spec, || pending(&journal, "RunInstances")).await;
+    assert!(killed);
+    assert!(stderr.contains("was interrupted; recovering from the journal"), "{stderr}");
+    assert!(stderr.contains("Settled ") && stderr.contains("nothing was created twice"), "{stderr}");
+    // 3. Further on: hosts already created by an earlier call, the next call in flight.
+    let placed_and_pending = || {
+        JournalLog::read(&journal).is_ok_and(|log| {
+            let created = log.entries().iter().any(|e| match &e.record {
+                cfxm::state::Record::Intent(i) if i.action == "RunInstances" => matches!(
+                    log.outcome_of(e.serial),
+                    Some(cfxm::state::OutcomeResult::Succeeded { ids }) if !ids.is_empty()
+                ),
+                _ => false,
+            });
+            created
+                && log
+                    .pending_intents()
+                    .iter()
+                    .any(|p| p.intent.action == "RunInstances")
+        })
     };
-    let third = kill_apply_when(&w, &spec, some_hosts).await;
+    let (third, _) = kill_apply_when(&w, &spec, placed_and_pending).await;
+    assert!(third, "the third apply ended before a second create call was in flight");
 
     // Every kill left the lock free (the kernel drops a dead holder's flock); the next apply
     // settles what was in flight and finishes.
@@ -92,6 +107,7 @@ async fn an_apply_killed_at_several_points_resumes_to_exact_counts_without_dupli
         .run("apply", &spec, &["--only", "infra", "--auto-approve"])
         .await
         .ok();
+    assert!(out.stderr.contains("Settled"), "{}", out.transcript());
     let hosts = live_instances(&w, "alice", "crash");
     assert_eq!(hosts.len(), 12, "{}", out.transcript());
     for region in ["ap-southeast-1", "cn-hongkong"] {
@@ -115,5 +131,4 @@ async fn an_apply_killed_at_several_points_resumes_to_exact_counts_without_dupli
         .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
         .await;
     assert_eq!(again.code, Some(0), "{}", again.transcript());
-    let _ = third;
 }
