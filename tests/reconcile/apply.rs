@@ -285,3 +285,177 @@ async fn a_fleet_above_the_tag_filter_cap_is_discovered_whole() {
         "the fallback enumeration was used"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_that_never_run_are_deleted_and_replaced() {
+    // Hosts take 8 s to boot (2 s Pending, then Starting), longer than the 3 s cfxm waits.
+    let w = World::start(cfxm::emulator::Knobs {
+        boot_delay_ms: 8_000,
+        release_delay_ms: 500,
+        ..cfxm::emulator::Knobs::default()
+    })
+    .await;
+    let spec = w.spec(
+        "slow",
+        &spec_yaml(
+            "slow",
+            "alice",
+            &[("ap-southeast-1", 2, &["ap-southeast-1a"])],
+            "",
+        ),
+    );
+    let mut args = vec!["apply", "-f", spec.to_str().unwrap()];
+    args.extend(super::FAST);
+    args.extend(["--only", "infra", "--auto-approve", "--boot-timeout", "3s"]);
+    let mut cmd = w.command(&args);
+    let child = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    // Once the first hosts exist, new ones boot fast: the replacements run.
+    while !w
+        .emu
+        .calls()
+        .iter()
+        .any(|c| c.action == "RunInstances" && c.status == 200)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let first: Vec<String> = w
+        .tagged("instance", "alice", "slow")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    w.emu
+        .set_faults(&serde_json::json!({ "boot_delay_ms": 100 }))
+        .unwrap();
+    let out = child.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hosts = live_instances(&w, "alice", "slow");
+    assert_eq!(hosts.len(), 2);
+    for id in &first {
+        assert!(
+            stdout.contains(&format!("replaced {id}: not Running 3s")),
+            "{stdout}"
+        );
+        assert!(!hosts.iter().any(|h| &h.id == id), "{id} was kept");
+    }
+    // Deleted, never dropped: the hosts that never ran are being released.
+    for i in w.tagged("instance", "alice", "slow") {
+        assert!(
+            !first.contains(&i.id) || i.status == "Stopping",
+            "{} is {}",
+            i.id,
+            i.status
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regions_shortfall_is_backfilled_into_regions_with_stock_and_recorded() {
+    let w = World::start(quick_boot()).await;
+    // cn-hongkong-b sells one host of the first type and none of the second.
+    w.emu
+        .set_stock("cn-hongkong-b", "ecs.g8i.2xlarge", Some(1))
+        .unwrap();
+    w.emu
+        .set_stock("cn-hongkong-b", "ecs.g7.2xlarge", Some(0))
+        .unwrap();
+    let spec = w.spec(
+        "fill",
+        &spec_yaml(
+            "fill",
+            "alice",
+            &[
+                ("cn-hongkong", 3, &["cn-hongkong-b"]),
+                ("ap-southeast-1", 2, &[]),
+            ],
+            "",
+        ),
+    );
+    let out = w
+        .run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    assert!(
+        out.stdout
+            .contains("backfill: +2 nodes into ap-southeast-1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("backfill: -2 nodes from cn-hongkong"),
+        "{}",
+        out.stdout
+    );
+    let hosts = live_instances(&w, "alice", "fill");
+    assert_eq!(
+        hosts.iter().filter(|h| h.region == "cn-hongkong").count(),
+        1
+    );
+    assert_eq!(
+        hosts
+            .iter()
+            .filter(|h| h.region == "ap-southeast-1")
+            .count(),
+        4
+    );
+    // The move is in the journal, so the next plan keeps it rather than undoing it.
+    let plan = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(plan.code, Some(0), "{}", plan.transcript());
+    let json = w
+        .run("plan", &spec, &["--only", "infra", "--format", "json"])
+        .await
+        .ok();
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let moved: Vec<i64> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "hosts")
+        .map(|c| c["hosts"]["backfill_nodes"].as_i64().unwrap())
+        .collect();
+    assert_eq!(moved.iter().sum::<i64>(), 0);
+    assert!(moved.contains(&2) && moved.contains(&-2), "{moved:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_left_out_of_the_spec_is_emptied() {
+    let w = World::start(quick_boot()).await;
+    let spec = w.spec(
+        "move",
+        &spec_yaml("move", "alice", &[("ap-southeast-1", 2, &[])], ""),
+    );
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    w.spec(
+        "move",
+        &spec_yaml("move", "alice", &[("me-east-1", 1, &[])], ""),
+    );
+    let plan = w.run("plan", &spec, &["--only", "infra"]).await.ok();
+    assert!(
+        plan.stdout
+            .contains("# region `ap-southeast-1` is not in the spec"),
+        "{}",
+        plan.stdout
+    );
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    let left: Vec<String> = w
+        .emu
+        .world()
+        .resources
+        .into_iter()
+        .filter(|r| r.region == "ap-southeast-1" && r.kind != "image")
+        .map(|r| format!("{} {}", r.kind, r.id))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(live_instances(&w, "alice", "move").len(), 1);
+}

@@ -74,13 +74,23 @@ async fn an_apply_killed_at_several_points_resumes_to_exact_counts_without_dupli
     let journal = w.path().join("state/crash/journal.jsonl");
 
     // 1. While the first VPC is being created.
-    assert!(kill_apply_when(&w, &spec, || pending(&journal, "CreateVpc")).await.0);
+    assert!(
+        kill_apply_when(&w, &spec, || pending(&journal, "CreateVpc"))
+            .await
+            .0
+    );
     // 2. With a RunInstances in flight (its intent journaled, its answer not). This apply
     //    first settled the CreateVpc the first one left in flight.
     let (killed, stderr) = kill_apply_when(&w, &spec, || pending(&journal, "RunInstances")).await;
     assert!(killed);
-    assert!(stderr.contains("was interrupted; recovering from the journal"), "{stderr}");
-    assert!(stderr.contains("Settled ") && stderr.contains("nothing was created twice"), "{stderr}");
+    assert!(
+        stderr.contains("was interrupted; recovering from the journal"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Settled ") && stderr.contains("nothing was created twice"),
+        "{stderr}"
+    );
     // 3. Further on: hosts already created by an earlier call, the next call in flight.
     let placed_and_pending = || {
         JournalLog::read(&journal).is_ok_and(|log| {
@@ -99,7 +109,10 @@ async fn an_apply_killed_at_several_points_resumes_to_exact_counts_without_dupli
         })
     };
     let (third, _) = kill_apply_when(&w, &spec, placed_and_pending).await;
-    assert!(third, "the third apply ended before a second create call was in flight");
+    assert!(
+        third,
+        "the third apply ended before a second create call was in flight"
+    );
 
     // Every kill left the lock free (the kernel drops a dead holder's flock); the next apply
     // settles what was in flight and finishes.
