@@ -464,6 +464,25 @@ async fn run_step(run: &Run, step: &Step, ctx: &StepContext) -> Result<StepOutpu
         scope: &run.scope,
         address: &change.address,
     };
+    tracing::info!(address = %change.address, phase = ?step.phase, action = ?change.action, "step started");
+    let result = dispatch(run, step, change, &m, ctx).await;
+    match &result {
+        Ok(_) => tracing::info!(address = %change.address, phase = ?step.phase, "step done"),
+        Err(e) => {
+            tracing::info!(address = %change.address, phase = ?step.phase, error = %e, "step failed")
+        }
+    }
+    result
+}
+
+async fn dispatch(
+    run: &Run,
+    step: &Step,
+    change: &Change,
+    m: &Mutations<'_>,
+    ctx: &StepContext,
+) -> Result<StepOutput, StepError> {
+    let m = *m;
     match (step.phase, change.kind) {
         (Phase::Backward, ChangeKind::Hosts) => destroy_hosts(run, change, &m).await,
         (Phase::Backward, _) => {
@@ -1230,5 +1249,117 @@ mod tests {
         let pos = |s: &str| o.iter().position(|x| x == s).unwrap();
         assert!(pos("+a/r/hosts") < pos("-a/r/vswitch/z2"));
         assert!(pos("+a/r/vswitch/z1") < pos("+a/r/hosts"));
+    }
+
+    /// A stage that succeeds, or fails when told to.
+    struct Scripted {
+        id: StageId,
+        fail: bool,
+    }
+
+    impl Stage for Scripted {
+        fn id(&self) -> StageId {
+            self.id
+        }
+        fn inputs(
+            &self,
+            _: &crate::stages::InputContext<'_>,
+        ) -> Result<crate::stages::Inputs, crate::stages::StageError> {
+            Ok(crate::stages::Inputs::new().with("x", 1))
+        }
+        fn run<'a>(
+            &'a self,
+            _: &'a StageEnv,
+            _: &'a StepContext,
+        ) -> crate::ssh::BoxFuture<'a, Result<serde_json::Value, crate::stages::Failure>> {
+            Box::pin(async move {
+                if self.fail {
+                    Err(crate::stages::Failure::from(
+                        crate::stages::StageError::Cancelled,
+                    ))
+                } else {
+                    Ok(serde_json::json!({}))
+                }
+            })
+        }
+    }
+
+    /// Runs the eight stages as plan changes, `failing` failing, over a spec without hosts.
+    async fn run_stages(failing: StageId) -> (ApplyResult, Vec<&'static str>) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::spec::load_str(
+            "name: s\nowner: o\ncloud:\n  aliyun:\n    instance_types: [{ name: t }]\n    regions: [{ name: r1, nodes: 1 }]\n",
+            "s.yaml",
+            &dir.path().join("s.yaml"),
+        )
+        .unwrap();
+        let state = crate::state::StateDir::new(dir.path().join("state"))
+            .spec(&spec.name)
+            .unwrap();
+        let lock = Arc::new(state.lock("test").unwrap());
+        std::fs::write(state.hosts_json_path(), "[]").unwrap();
+        let journal = state.journal(&lock).unwrap();
+        let stages: Vec<&'static dyn Stage> = StageId::ALL
+            .iter()
+            .map(|id| {
+                &*Box::leak(Box::new(Scripted {
+                    id: *id,
+                    fail: *id == failing,
+                })) as &'static dyn Stage
+            })
+            .collect();
+        let changes = StageId::ALL
+            .iter()
+            .map(|id| {
+                let mut c = Change::new(id.address(), ChangeKind::Stage, Action::Run);
+                c.depends_on = id.info().after.iter().map(|a| a.address()).collect();
+                c
+            })
+            .collect();
+        let target = Target {
+            name: spec.name.clone(),
+            owner: spec.owner.clone(),
+            spec: Some(Arc::new(spec)),
+            state,
+            providers: BTreeMap::new(),
+            policy: RetryPolicy::default(),
+            stage_options: crate::stages::StageOptions::default(),
+        };
+        let result = execute(
+            &target,
+            Arc::new(plan(changes)),
+            lock,
+            journal,
+            stages,
+            &ApplyOptions::default(),
+            Arc::new(crate::apply::Silent),
+            Cancel::new(),
+        )
+        .await
+        .unwrap();
+        let ran: Vec<&'static str> = result
+            .report
+            .outcomes()
+            .filter(|(_, o)| o.is_applied())
+            .map(|(n, _)| StageId::ALL[result.graph[n].change].as_str())
+            .collect();
+        (result, ran)
+    }
+
+    #[tokio::test]
+    async fn a_failed_blocks_stage_still_collects_and_reports_but_the_apply_fails() {
+        let (result, ran) = run_stages(StageId::Blocks).await;
+        assert_eq!(ran.len(), 8, "{ran:?}");
+        assert!(!result.is_success());
+        assert_eq!(result.stage_failures.len(), 1);
+        assert_eq!(result.stage_failures[0].0.as_str(), "stage/blocks");
+    }
+
+    #[tokio::test]
+    async fn a_failed_nodes_stage_skips_everything_after_it() {
+        let (result, ran) = run_stages(StageId::Nodes).await;
+        assert_eq!(ran, ["reach", "image"]);
+        let c = result.report.counts();
+        assert_eq!((c.failed, c.skipped), (1, 5));
     }
 }

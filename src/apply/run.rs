@@ -443,9 +443,23 @@ impl PreparedDestroy {
         &self,
         on_discover: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<Result<(), Leftovers>, CommandError> {
-        let live = discover::live(&self.request, on_discover).await?;
-        if !live.is_empty() {
-            return Ok(Err(Leftovers { live }));
+        // Hosts still being released are waited for (bounded), not reported as left over.
+        let started = tokio::time::Instant::now();
+        loop {
+            let live = discover::live(&self.request, on_discover).await?;
+            if live.is_empty() {
+                break;
+            }
+            let releasing = live.regions.values().all(|r| {
+                r.resources.is_empty()
+                    && r.instances
+                        .iter()
+                        .all(|i| i.status == crate::provider::resource::HostStatus::Stopping)
+            });
+            if !releasing || started.elapsed() > self.options.hosts.release {
+                return Ok(Err(Leftovers { live }));
+            }
+            tokio::time::sleep(self.options.hosts.poll).await;
         }
         for unit in &self.units {
             let pending: Vec<crate::state::Serial> = unit

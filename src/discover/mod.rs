@@ -216,6 +216,12 @@ pub async fn live(
         };
         match result {
             Ok(live) => {
+                tracing::info!(
+                    region = %key,
+                    resources = live.resources.len(),
+                    instances = live.instances.len(),
+                    "region discovered"
+                );
                 on_event(Event::Scanned {
                     region: key.clone(),
                     resources: live.resources.len(),

@@ -925,3 +925,113 @@ pub fn destroy(
         pending: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::resource::{HostsAttrs, InstanceSettings, TypeChoice};
+    use crate::spec::InstanceType;
+
+    fn spec(limits: &str) -> Spec {
+        crate::spec::load_str(
+            &format!(
+                "name: s\nowner: o\ncloud:\n  aliyun:\n    instance_types:\n      - {{ name: big, nodes_per_host: 2, hourly_cost_usd: 1.0 }}\n      - {{ name: small, nodes_per_host: 1, hourly_cost_usd: 0.5 }}\n    regions: [{{ name: r1, nodes: 2 }}]\n{limits}"
+            ),
+            "s.yaml",
+            std::path::Path::new("s.yaml"),
+        )
+        .unwrap()
+    }
+
+    fn hosts_change(kept: usize, add_nodes: u32) -> Change {
+        let mut c = Change::new(
+            Address::new("aliyun/r1/hosts").unwrap(),
+            ChangeKind::Hosts,
+            Action::Update,
+        );
+        c.after = Some(Attrs::Hosts(HostsAttrs {
+            nodes: 4,
+            types: vec![
+                TypeChoice {
+                    name: InstanceType::new("big"),
+                    nodes_per_host: 2,
+                    hourly_cost_usd: Some(1.0),
+                },
+                TypeChoice {
+                    name: InstanceType::new("small"),
+                    nodes_per_host: 1,
+                    hourly_cost_usd: Some(0.5),
+                },
+            ],
+            zones: vec![ZoneId::new("z")],
+            image: "i".into(),
+            key_pair: "k".into(),
+            settings: InstanceSettings {
+                disk_gb: 40,
+                disk_category: "cloud_essd".into(),
+                bandwidth_mbps: 0,
+                spot: false,
+            },
+            max_per_call: 100,
+        }));
+        c.hosts = Some(HostsChange {
+            wanted_nodes: 4,
+            kept: (0..kept)
+                .map(|i| HostRef {
+                    id: format!("i-{i}"),
+                    zone: "z".into(),
+                    instance_type: "big".into(),
+                    status: HostStatus::Running,
+                    public_ip: None,
+                })
+                .collect(),
+            kept_nodes: 2 * kept as u32,
+            add_nodes,
+            add_hosts: u64::from(add_nodes).div_ceil(2),
+            destroy: vec![],
+            backfill_nodes: 0,
+        });
+        c
+    }
+
+    #[test]
+    fn limits_count_kept_hosts_and_the_worst_case_of_the_added_nodes() {
+        // 1 kept host + 2 nodes on the 1-node type at worst: 3 hosts.
+        let changes = [hosts_change(1, 2)];
+        assert!(check_limits(&spec("limits: { max_hosts: 3 }\n"), &changes).is_ok());
+        // Cost: 1.0 kept + 2 × 1.0 (the dearest type) = 3.0.
+        assert!(check_limits(&spec("limits: { max_hourly_cost_usd: 3.0 }\n"), &changes).is_ok());
+        let e =
+            check_limits(&spec("limits: { max_hourly_cost_usd: 2.9 }\n"), &changes).unwrap_err();
+        assert!(e.to_string().contains("$3.00 per hour"), "{e}");
+        // Four kept hosts already pass a limit the spec alone would allow.
+        let e =
+            check_limits(&spec("limits: { max_hosts: 4 }\n"), &[hosts_change(5, 0)]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this plan may run 5 hosts, above `limits.max_hosts` of 4"
+        );
+    }
+
+    #[test]
+    fn changes_come_out_in_dependency_order_and_stably() {
+        let c = |a: &str, deps: &[&str]| {
+            let mut c = Change::new(
+                Address::new(a).unwrap(),
+                ChangeKind::Network,
+                Action::Create,
+            );
+            c.depends_on = deps.iter().map(|d| Address::new(*d).unwrap()).collect();
+            c
+        };
+        let out = topological(vec![
+            c("x/hosts", &["x/vsw", "x/sg"]),
+            c("x/sg", &["x/vpc"]),
+            c("x/vsw", &["x/vpc"]),
+            c("x/vpc", &[]),
+            c("y/vpc", &[]),
+        ]);
+        let order: Vec<&str> = out.iter().map(|c| c.address.as_str()).collect();
+        assert_eq!(order, ["x/vpc", "x/sg", "x/vsw", "x/hosts", "y/vpc"]);
+    }
+}

@@ -459,3 +459,71 @@ async fn a_region_left_out_of_the_spec_is_emptied() {
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(live_instances(&w, "alice", "move").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_group_rules_are_compared_with_the_spec_and_repaired() {
+    let w = World::start(quick_boot()).await;
+    let yaml = spec_yaml(
+        "rules",
+        "alice",
+        &[("ap-southeast-1", 1, &["ap-southeast-1a"])],
+        "",
+    );
+    let spec = w.spec("rules", &yaml);
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    let region = RegionId::new("ap-southeast-1");
+    let sg = w.tagged("security_group", "alice", "rules").remove(0).id;
+    let client = w.client();
+    // Someone opens a port to the world by hand.
+    client
+        .authorize_security_group(&region, &sg, &[Permission::tcp(8080, 8080, "0.0.0.0/0")])
+        .await
+        .unwrap();
+    // And the spec narrows SSH to another block.
+    w.spec("rules", &yaml.replace("203.0.113.7/32", "198.51.100.0/24"));
+    let plan = w.run("plan", &spec, &["--only", "infra"]).await.ok();
+    for line in [
+        "~ security_group",
+        "# its rules differ from the spec's",
+        "--- live",
+        "+++ spec",
+        "-rule = tcp 8080 from 0.0.0.0/0",
+        "-rule = tcp 22 from 203.0.113.7/32 (ssh)",
+        "+rule = tcp 22 from 198.51.100.0/24 (ssh)",
+        "Plan: 0 to add, 1 to change, 0 to destroy.",
+    ] {
+        assert!(
+            plan.stdout.contains(line),
+            "no `{line}` in\n{}",
+            plan.stdout
+        );
+    }
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    let rules = client
+        .describe_security_group_attribute(&region, &sg)
+        .await
+        .unwrap()
+        .permissions;
+    let sources: Vec<(String, String)> = rules
+        .iter()
+        .map(|p| (p.port_range.clone(), p.source_cidr_ip.clone()))
+        .collect();
+    assert!(
+        sources.contains(&("22/22".into(), "198.51.100.0/24".into())),
+        "{sources:?}"
+    );
+    assert!(
+        !sources
+            .iter()
+            .any(|(_, s)| s == "203.0.113.7/32" || s == "0.0.0.0/0"),
+        "{sources:?}"
+    );
+    let again = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(again.code, Some(0), "{}", again.transcript());
+}

@@ -96,10 +96,14 @@ impl AliyunProvider {
         let class = ApiClass::of_action(action);
         self.buckets.acquire(region, class).await;
         let result = call.await;
-        if let Err(e) = &result
-            && let ErrorClass::Throttled { retry_after } = e.class
-        {
-            self.buckets.throttled(region, class, retry_after);
+        match &result {
+            Ok(_) => tracing::debug!(%region, action, "call succeeded"),
+            Err(e) => {
+                tracing::info!(%region, action, code = %e.code, class = ?e.class, "call failed");
+                if let ErrorClass::Throttled { retry_after } = e.class {
+                    self.buckets.throttled(region, class, retry_after);
+                }
+            }
         }
         result.map_err(ProviderError::from)
     }
