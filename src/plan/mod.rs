@@ -455,7 +455,13 @@ pub fn compute(
                 .filter(|a| a.as_str().starts_with(&format!("{kind}/")))
                 .cloned()
                 .collect();
-            if regions.len() < 2 {
+            // Only a placement that adds nodes can fall short.
+            let adds = changes.iter().any(|c| {
+                c.cloud == Some(*kind)
+                    && c.hosts.as_ref().is_some_and(|h| h.add_nodes > 0)
+                    && c.action.changes_something()
+            });
+            if regions.len() < 2 || !adds {
                 continue;
             }
             let _ = provider;

@@ -58,6 +58,9 @@ impl Default for Timing {
 /// Aliyun for the reconciler.
 #[derive(Debug, Clone)]
 pub struct AliyunProvider {
+    /// Which cloud this is to the reconciler: Aliyun, or the local cloud (the built-in
+    /// emulator, same API).
+    cloud: CloudKind,
     client: Client,
     /// Shared by every task of the command: paces calls per (region, API class).
     buckets: Arc<RateBuckets>,
@@ -74,11 +77,20 @@ impl AliyunProvider {
         timing: Timing,
     ) -> Self {
         AliyunProvider {
+            cloud: CloudKind::Aliyun,
             client,
             buckets,
             policy,
             timing,
         }
+    }
+
+    /// The same provider serving another cloud kind: `cloud: local` is the built-in emulator,
+    /// driven through the Aliyun API, with its own addresses (`local/<region>/...`) and
+    /// inventory provider.
+    pub fn as_cloud(mut self, cloud: CloudKind) -> Self {
+        self.cloud = cloud;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -530,7 +542,7 @@ impl AliyunProvider {
 
 impl Provider for AliyunProvider {
     fn cloud(&self) -> CloudKind {
-        CloudKind::Aliyun
+        self.cloud
     }
 
     fn kinds(&self) -> &'static [Kind] {
