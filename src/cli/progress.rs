@@ -42,13 +42,13 @@ pub struct TuningArgs {
     /// Time between two status polls of the cloud.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration, hide = true, overrides_with = "poll_interval")]
     pub poll_interval: Duration,
-    /// Multiplies cfxm's own API rate budgets (per region and API class; default 1). Raise it
-    /// for an emulator or an account with raised limits; lower it if the cloud throttles.
+    /// Multiplies cfxm's own API rate budgets (10 reads/s, 5 creates/s, 20 calls/s in all, per
+    /// region). Raise it for an account with raised limits or an emulator; lower it if the
+    /// cloud throttles.
     #[arg(
         long,
         value_name = "FACTOR",
         default_value_t = 1.0,
-        hide = true,
         overrides_with = "rate_scale"
     )]
     pub rate_scale: f64,

@@ -143,40 +143,95 @@ impl AliyunProvider {
         region: &RegionId,
         filter: &[Tag],
     ) -> Result<Vec<InstanceInfo>, ProviderError> {
+        // Every page is its own paced, retried call: a throttled page is retried alone, never
+        // the whole enumeration.
         let query = InstanceQuery {
             tags: filter.to_vec(),
             ..InstanceQuery::default()
         };
-        let found = self
-            .read(region, "DescribeInstances", || {
-                self.client.describe_instances(region, &query)
-            })
-            .await?;
+        let mut found = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .read(region, "DescribeInstances", || {
+                    self.client
+                        .describe_instances_page(region, &query, &[], 100, &token)
+                })
+                .await?;
+            found.extend(page.instances);
+            match page.next_token {
+                Some(t) => token = t,
+                None => break,
+            }
+        }
         if found.len() < TAG_FILTER_CAP {
             return Ok(found);
         }
         // The filter may have been cut at the cap: enumerate ids by tags (no cap), then read
         // the instances by id, 100 per call.
-        let rows = self
-            .read(region, "ListTagResources", || {
-                self.client
-                    .list_tag_resources(region, EcsResourceType::Instance, &[], filter)
-            })
-            .await?;
-        let ids: Vec<String> = rows
-            .into_iter()
-            .map(|r| r.resource_id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let by_id = InstanceQuery {
-            ids,
-            ..InstanceQuery::default()
-        };
-        self.read(region, "DescribeInstances", || {
-            self.client.describe_instances(region, &by_id)
-        })
-        .await
+        let ids: Vec<String> = self.tagged_ids(region, filter).await?.into_iter().collect();
+        self.instances_by_id(region, &ids).await
+    }
+
+    /// Ids of the instances carrying `filter`, from `ListTagResources`, page by page.
+    async fn tagged_ids(
+        &self,
+        region: &RegionId,
+        filter: &[Tag],
+    ) -> Result<BTreeSet<String>, ProviderError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Page {
+            #[serde(deserialize_with = "super::types::wrap::tag_resource", default)]
+            tag_resources: Vec<super::TagResource>,
+            #[serde(default)]
+            next_token: String,
+        }
+        let mut ids = BTreeSet::new();
+        let mut token = String::new();
+        loop {
+            let params = super::Params::new()
+                .set("ResourceType", EcsResourceType::Instance.as_str())
+                .tags(filter)
+                .non_empty("NextToken", &token);
+            let page: Page = self
+                .read(region, "ListTagResources", || {
+                    self.client.call(
+                        super::Api::Ecs,
+                        "ListTagResources",
+                        Some(region),
+                        params.clone(),
+                    )
+                })
+                .await?;
+            ids.extend(page.tag_resources.into_iter().map(|r| r.resource_id));
+            if page.next_token.is_empty() {
+                return Ok(ids);
+            }
+            token = page.next_token;
+        }
+    }
+
+    /// Instances by id, 100 per paced call.
+    async fn instances_by_id(
+        &self,
+        region: &RegionId,
+        ids: &[String],
+    ) -> Result<Vec<InstanceInfo>, ProviderError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(super::MAX_IDS_PER_CALL) {
+            let q = InstanceQuery {
+                ids: batch.to_vec(),
+                ..InstanceQuery::default()
+            };
+            out.extend(
+                self.read(region, "DescribeInstances", || {
+                    self.client.describe_instances(region, &q)
+                })
+                .await?,
+            );
+        }
+        Ok(out)
     }
 
     async fn wait_network(
@@ -1112,18 +1167,7 @@ impl Provider for AliyunProvider {
         ids: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<LiveInstance>, ProviderError>> {
         Box::pin(async move {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let q = InstanceQuery {
-                ids: ids.to_vec(),
-                ..InstanceQuery::default()
-            };
-            let found = self
-                .read(region, "DescribeInstances", || {
-                    self.client.describe_instances(region, &q)
-                })
-                .await?;
+            let found = self.instances_by_id(region, ids).await?;
             Ok(found
                 .into_iter()
                 .map(|i| live_instance(region, i))
