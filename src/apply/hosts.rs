@@ -326,7 +326,7 @@ impl HostsTarget<'_> {
         run: &mut HostsRun,
     ) -> Result<Vec<(String, String, Waiting)>, StepError> {
         let mut failed = Vec::new();
-        let public = self.attrs.settings.bandwidth_mbps > 0;
+        let public = self.attrs.settings.public_ip;
         loop {
             if waiting.is_empty() {
                 return Ok(failed);
@@ -373,11 +373,7 @@ impl HostsTarget<'_> {
                         continue;
                     };
                     if public && i.public_ip.is_none() {
-                        failed.push((
-                            i.id.clone(),
-                            "Running without the public address its bandwidth should give".into(),
-                            w,
-                        ));
+                        failed.push((i.id.clone(), "Running without a public address".into(), w));
                         continue;
                     }
                     run.ready.push(i);

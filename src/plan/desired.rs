@@ -56,6 +56,7 @@ impl<'a> CloudView<'a> {
                     disk_gb: a.disk_gb,
                     disk_category: a.disk_category.clone(),
                     bandwidth_mbps: a.bandwidth_mbps,
+                    public_ip: a.bandwidth_mbps > 0,
                     spot: a.spot,
                 },
             }),
@@ -70,6 +71,8 @@ impl<'a> CloudView<'a> {
                     disk_category: a.volume_type.clone(),
                     // EC2 gives public addresses per subnet/interface, not by bandwidth.
                     bandwidth_mbps: 0,
+                    // Given per launch (`AssociatePublicIpAddress`), not by bandwidth.
+                    public_ip: true,
                     spot: a.spot,
                 },
             }),

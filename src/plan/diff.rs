@@ -489,6 +489,7 @@ mod tests {
                 disk_gb: 40,
                 disk_category: "cloud_essd".into(),
                 bandwidth_mbps: 100,
+                public_ip: true,
                 spot: false,
             },
             max_per_call: 100,

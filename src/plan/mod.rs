@@ -976,6 +976,7 @@ mod tests {
                 disk_gb: 40,
                 disk_category: "cloud_essd".into(),
                 bandwidth_mbps: 0,
+                public_ip: false,
                 spot: false,
             },
             max_per_call: 100,

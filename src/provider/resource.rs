@@ -232,8 +232,12 @@ pub struct InstanceSettings {
     pub disk_gb: u32,
     /// Aliyun's system disk category, or AWS's volume type.
     pub disk_category: String,
-    /// Public bandwidth out; above 0 gives each host a public address.
+    /// Public bandwidth out (Aliyun: above 0 gives each host a public address).
     pub bandwidth_mbps: u32,
+    /// Whether every host must have a public address (cfxm reaches hosts, and regions reach
+    /// each other, through them); a running host without one is replaced.
+    #[serde(default)]
+    pub public_ip: bool,
     pub spot: bool,
 }
 

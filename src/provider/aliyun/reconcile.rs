@@ -1433,6 +1433,7 @@ mod tests {
                 disk_gb: 40,
                 disk_category: "cloud_essd".into(),
                 bandwidth_mbps: 100,
+                public_ip: true,
                 spot: false,
             },
             name: "conflux-massive-test-alice-x".into(),
