@@ -12,7 +12,7 @@
 //! of a failure (reporting its root cause once) and lets independent regions finish.
 //!
 //! # Values between steps
-//! Steps share [`Run`]: the live resources applied so far by address (a vSwitch reads its
+//! Steps share one `Run`: the live resources applied so far by address (a vSwitch reads its
 //! VPC's id there), each region's running hosts (for the inventory and the peer rules), the
 //! shortfalls for backfill, and the inventory, rewritten after every region's hosts so an
 //! interrupted apply still leaves what it knew (original-tool.md §5.4).

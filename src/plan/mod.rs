@@ -449,7 +449,7 @@ pub fn compute(
     // Backfill steps: after every region's hosts of a cloud, when the spec allows it.
     let mut backfills = Vec::new();
     if spec.placement.backfill {
-        for (kind, provider) in &ctx.providers {
+        for kind in ctx.providers.keys() {
             let regions: Vec<Address> = hosts_addresses
                 .iter()
                 .filter(|a| a.as_str().starts_with(&format!("{kind}/")))
@@ -464,7 +464,6 @@ pub fn compute(
             if regions.len() < 2 || !adds {
                 continue;
             }
-            let _ = provider;
             let mut c = Change::new(backfill_address(*kind), ChangeKind::Backfill, Action::NoOp);
             c.cloud = Some(*kind);
             c.reason = Some(
