@@ -316,12 +316,19 @@ pub async fn settle(
             scope: &scope,
             address: &intent.address,
         };
-        let result = match provider.settle(&m, &intent).await? {
-            Some(ids) => OutcomeResult::Succeeded { ids },
-            None => OutcomeResult::Failed {
+        let result = match provider.settle(&m, &intent).await {
+            Ok(Some(ids)) => OutcomeResult::Succeeded { ids },
+            Ok(None) => OutcomeResult::Failed {
                 class: crate::state::FailureClass::Transient,
                 error: "interrupted; not re-issuable, so discovery by tags finds its result".into(),
             },
+            // The call never happened and cannot now (no stock, gone, refused): nothing came
+            // of it, which is what the outcome says; the plan decides afresh.
+            Err(e) if e.cloud_class().is_some() => OutcomeResult::Failed {
+                class: e.cloud_class().expect("checked").into(),
+                error: format!("re-issued after an interruption: {e}"),
+            },
+            Err(e) => return Err(e),
         };
         journal.outcome(serial, result).await?;
         settled += 1;
