@@ -369,6 +369,30 @@ pub async fn execute(
         Ok(Some(inv)) => inv,
         _ => Inventory::new(ctx.name.clone(), chrono::Utc::now()),
     };
+    // Each region's hosts as the plan keeps them, until its step says otherwise: a region left
+    // out by `--skip` still counts for the others' peer rules.
+    let mut seeded: BTreeMap<RegionKey, Vec<LiveInstance>> = BTreeMap::new();
+    for c in &plan.changes {
+        if let (Some(h), Some(key)) = (&c.hosts, region_key(c)) {
+            let kept: Vec<LiveInstance> = h
+                .kept
+                .iter()
+                .map(|k| LiveInstance {
+                    id: k.id.clone(),
+                    region: key.region.clone(),
+                    zone: ZoneId::new(k.zone.clone()),
+                    instance_type: InstanceType::new(k.instance_type.clone()),
+                    status: k.status,
+                    public_ip: k.public_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                    private_ip: None,
+                    subnet_id: String::new(),
+                    key_pair: String::new(),
+                    tags: Tags::new(),
+                })
+                .collect();
+            seeded.entry(key).or_default().extend(kept);
+        }
+    }
     let mut resolved = BTreeMap::new();
     for c in &plan.changes {
         if let Some(live) = live_of(c)
@@ -396,7 +420,7 @@ pub async fn execute(
         stages,
         stage_options: ctx.stage_options.clone(),
         resolved: Mutex::new(resolved),
-        hosts: Mutex::new(BTreeMap::new()),
+        hosts: Mutex::new(seeded),
         shortfalls: Mutex::new(BTreeMap::new()),
         inventory: Mutex::new(inventory),
         limits: LimitGuard::new(
