@@ -327,9 +327,10 @@ fn assert_no_temp_files(dir: &std::path::Path) {
     );
 }
 
-/// The remote side cleans up asynchronously (after its stdin closes).
+/// The remote side cleans up asynchronously (after its stdin closes); on a loaded 2-core CI
+/// machine that can take seconds, so the bound is generous (it only has to be finite).
 async fn eventually_no_temp_files(dir: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !temp_files(dir).is_empty() {
         assert!(
             Instant::now() < deadline,
