@@ -21,6 +21,9 @@ pub struct EmulatorArgs {
 enum EmulatorCommand {
     /// Serve the ECS (2014-05-26) and VPC (2016-04-28) APIs for every region of the world.
     ///
+    /// The ECS API also answers its legacy network actions (`CreateVpc`, `DescribeVpcs`,
+    /// `DeleteVpc`, `CreateVSwitch`, `DescribeVSwitches`, `DeleteVSwitch`), so scripts that
+    /// build their network through the ECS client alone run unchanged.
     /// Point cfxm at it with `CFXM_ALIYUN_ENDPOINT=http://ADDR`, or the official SDK with
     /// `Config(endpoint="ADDR", protocol="http")`. Both signature schemes are checked against
     /// the access key below. Control endpoints (no auth; keep the server on loopback):

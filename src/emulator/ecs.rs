@@ -1,6 +1,7 @@
 //! The ECS actions (version `2014-05-26`): parse the wire parameters, act on the [`World`],
 //! render the wire JSON with its wrappers and ECS tag shape (`TagKey`/`TagValue`), and page as
-//! each action pages (aliyun-api.md §3.2–§3.7).
+//! each action pages (aliyun-api.md §3.2–§3.7). The ECS API's legacy network actions
+//! (`CreateVpc`, `DescribeVSwitches`, …) are the VPC module's, answered in the ECS shape.
 
 use serde_json::{Value, json};
 
@@ -9,7 +10,7 @@ use super::clock::{ecs_minutes, seconds};
 use super::error::ApiError;
 use super::params::Params;
 use super::world::{Instance, Rule, RunArgs, World, matches_tags, unsupported_resource_type};
-use crate::provider::aliyun::InstanceStatus;
+use crate::provider::aliyun::{Api, InstanceStatus};
 
 /// Runs a read-only ECS action (`Describe*`, `List*`); `None` when not one the emulator has.
 pub fn handle_read(
@@ -30,7 +31,7 @@ pub fn handle_read(
         "DescribeInstances" => describe_instances(p, w, v),
         "DescribeInstanceStatus" => describe_instance_status(p, w, v),
         "ListTagResources" => list_tag_resources(p, w, v),
-        _ => return None,
+        _ => return super::vpc::network_read(Api::Ecs, action, p, w, v),
     };
     Some(r)
 }
@@ -63,7 +64,7 @@ pub fn handle_write(
         "RunInstances" => run_instances(p, w, ctx),
         "DeleteInstances" => delete_instances(p, w, ctx),
         "TagResources" => tag_resources(p, w, ctx),
-        _ => return None,
+        _ => return super::vpc::network_write(Api::Ecs, action, p, w, ctx),
     };
     Some(r)
 }
@@ -484,10 +485,8 @@ fn describe_security_groups(p: &Params, w: &World, ctx: &View<'_>) -> Result<Val
         })
     };
     let total = rows.len();
-    if p.get("NextToken").is_none()
-        && p.get("MaxResults").is_none()
-        && (p.get("PageNumber").is_some() || p.get("PageSize").is_some())
-    {
+    let token_mode = p.get("NextToken").is_some() || p.get("MaxResults").is_some();
+    if !token_mode && (p.get("PageNumber").is_some() || p.get("PageSize").is_some()) {
         let paging = NumberPaging::parse(p, 10, 50)?;
         let page: Vec<Value> = paging.page(rows).into_iter().map(render).collect();
         return Ok(json!({
@@ -498,11 +497,19 @@ fn describe_security_groups(p: &Params, w: &World, ctx: &View<'_>) -> Result<Val
     let paging = TokenPaging::parse(p, 10, 100)?;
     let (page, next) = paging.page(rows.into_iter().map(|g| (g.id.as_str(), g)));
     let page: Vec<Value> = page.into_iter().map(render).collect();
-    Ok(json!({
+    let mut answer = json!({
         "SecurityGroups": { "SecurityGroup": page },
         "NextToken": next,
         "RegionId": region.id,
-    }))
+    });
+    // A request that chose no paging style is page 1 of both: scripts that page by number
+    // (the original tool) read `TotalCount` from it. Token paging alone has no total.
+    if !token_mode {
+        answer["TotalCount"] = json!(total);
+        answer["PageNumber"] = json!(1);
+        answer["PageSize"] = json!(paging.max);
+    }
+    Ok(answer)
 }
 
 fn describe_security_group_attribute(

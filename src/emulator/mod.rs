@@ -159,6 +159,7 @@ impl Emulator {
             throttle: Mutex::new(knobs::Throttle::default()),
             calls: Mutex::new(calls::CallLog::new(config.call_log_capacity)),
             persisted: Mutex::new(0),
+            connections: server::Connections::default(),
         });
         // A fresh world with a state file is written at once, so the file always exists.
         shared.persist();
@@ -220,6 +221,17 @@ impl EmulatorHandle {
     /// Calls with a sequence number above `seq`.
     pub fn calls_since(&self, seq: u64) -> Vec<CallRecord> {
         self.shared.calls.lock().expect("calls lock").since(seq)
+    }
+
+    /// TCP connections accepted so far, and how many of them have Nagle's algorithm off.
+    /// With keep-alive, one client calling in sequence uses one connection.
+    pub fn connections(&self) -> ConnectionStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.shared.connections;
+        ConnectionStats {
+            accepted: c.accepted.load(Relaxed),
+            no_delay: c.no_delay.load(Relaxed),
+        }
     }
 
     /// Every resource, and the stock.
@@ -313,6 +325,15 @@ fn apply_knobs(shared: &server::Shared, patch: &serde_json::Value) -> Result<Kno
     }
     core.knobs = new.clone();
     Ok(new)
+}
+
+/// What [`EmulatorHandle::connections`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// TCP connections accepted since the start.
+    pub accepted: u64,
+    /// Of those, how many had `TCP_NODELAY` on (read back from the socket).
+    pub no_delay: u64,
 }
 
 /// Every resource of the emulated cloud, for tests, benchmarks and `GET /_emulator/world`.

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
@@ -50,6 +51,16 @@ pub(crate) struct Shared {
     /// The generation last written to the state file: writes happen outside `core`, and this
     /// lock keeps an older snapshot from overwriting a newer one.
     pub persisted: Mutex<u64>,
+    /// TCP connections accepted, so tests and benchmarks can see keep-alive at work.
+    pub connections: Connections,
+}
+
+/// Counters of accepted connections (lock-free: bumped on every accept).
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    pub accepted: AtomicU64,
+    /// Of those, how many have `TCP_NODELAY` on, read back from the socket after setting it.
+    pub no_delay: AtomicU64,
 }
 
 pub(crate) struct Core {
@@ -480,9 +491,16 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use axum::serve::ListenerExt as _;
-    // Small requests back to back on one connection: Nagle would add latency to each.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
+    // Clients keep connections alive (HTTP/1.1, hyper's default) and send small requests back
+    // to back: with Nagle's algorithm a response's last segment would wait for the client's
+    // delayed ACK (40 ms on Linux), so it is off on every accepted socket.
+    let counters = shared.clone();
+    let listener = listener.tap_io(move |tcp| {
+        let c = &counters.connections;
+        c.accepted.fetch_add(1, Ordering::Relaxed);
+        if tcp.set_nodelay(true).is_ok() && tcp.nodelay().unwrap_or(false) {
+            c.no_delay.fetch_add(1, Ordering::Relaxed);
+        }
     });
     let app = router(shared);
     if let Err(e) = axum::serve(listener, app)

@@ -1,5 +1,10 @@
-//! The VPC actions (version `2016-04-28`): VPCs and vSwitches (created `Pending`, then
-//! `Available`), and their tags in the VPC shape (`Key`/`Value`) (aliyun-api.md §3.4).
+//! The network actions: VPCs and vSwitches (created `Pending`, then `Available`), served twice
+//! over one set of rules. The VPC API (`2016-04-28`) has them with its tags (`Key`/`Value`)
+//! and `ListTagResources` (aliyun-api.md §3.4); the ECS API (`2014-05-26`) still carries the
+//! legacy `CreateVpc`, `DescribeVpcs`, `DeleteVpc`, `CreateVSwitch`, `DescribeVSwitches` and
+//! `DeleteVSwitch`, which existing tools (the original one among them) call through the ECS
+//! client. Both go through the same [`World`] calls, parameter parsing and filters; only the
+//! rendered fields differ, chosen by the [`Api`] the request named.
 
 use serde_json::{Value, json};
 
@@ -8,33 +13,58 @@ use super::clock::seconds;
 use super::ecs::list_tag_rows;
 use super::error::ApiError;
 use super::params::Params;
-use super::world::{World, matches_tags, network_status, unsupported_resource_type};
+use super::world::{VSwitch, Vpc, World, matches_tags, network_status, unsupported_resource_type};
+use crate::provider::aliyun::Api;
 
-/// Runs a read-only VPC action; `None` when not one the emulator has.
+/// Runs a read-only VPC-API action; `None` when not one the emulator has.
 pub fn handle_read(
     action: &str,
     p: &Params,
     w: &World,
     v: &View<'_>,
 ) -> Option<Result<Value, ApiError>> {
-    let r = match action {
-        "DescribeVpcs" => describe_vpcs(p, w, v),
-        "DescribeVSwitches" => describe_vswitches(p, w, v),
-        "ListTagResources" => list_tag_resources(p, w, v),
-        _ => return None,
-    };
-    Some(r)
+    match action {
+        "ListTagResources" => Some(list_tag_resources(p, w, v)),
+        _ => network_read(Api::Vpc, action, p, w, v),
+    }
 }
 
-/// Runs a VPC action that changes the world; `None` when not one the emulator has.
+/// Runs a VPC-API action that changes the world; `None` when not one the emulator has.
 pub fn handle_write(
     action: &str,
     p: &Params,
     w: &mut World,
     ctx: &mut Ctx<'_>,
 ) -> Option<Result<Value, ApiError>> {
+    network_write(Api::Vpc, action, p, w, ctx)
+}
+
+/// The read-only network actions, answered in `api`'s shape (both APIs have them).
+pub fn network_read(
+    api: Api,
+    action: &str,
+    p: &Params,
+    w: &World,
+    v: &View<'_>,
+) -> Option<Result<Value, ApiError>> {
     let r = match action {
-        "CreateVpc" => create_vpc(p, w, ctx),
+        "DescribeVpcs" => describe_vpcs(api, p, w, v),
+        "DescribeVSwitches" => describe_vswitches(api, p, w, v),
+        _ => return None,
+    };
+    Some(r)
+}
+
+/// The network actions that change the world, answered in `api`'s shape.
+pub fn network_write(
+    api: Api,
+    action: &str,
+    p: &Params,
+    w: &mut World,
+    ctx: &mut Ctx<'_>,
+) -> Option<Result<Value, ApiError>> {
+    let r = match action {
+        "CreateVpc" => create_vpc(api, p, w, ctx),
         "DeleteVpc" => p
             .required("VpcId")
             .and_then(|id| w.delete_vpc(ctx.region, id, ctx.now))
@@ -49,7 +79,7 @@ pub fn handle_write(
     Some(r)
 }
 
-fn create_vpc(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
+fn create_vpc(api: Api, p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     if p.bool("DryRun")?.unwrap_or(false) {
         return Err(ApiError::bad(
             "DryRunOperation",
@@ -66,25 +96,33 @@ fn create_vpc(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, Api
         ctx.knobs.delays(),
         ctx.rng,
     )?;
-    Ok(json!({
+    let mut answer = json!({
         "VpcId": vpc.id,
         "VRouterId": vpc.vrouter_id,
         "RouteTableId": vpc.route_table_id,
-        "ResourceGroupId": "rg-acfmdefault",
-    }))
+    });
+    if api == Api::Vpc {
+        answer["ResourceGroupId"] = json!("rg-acfmdefault");
+    }
+    Ok(answer)
 }
 
-fn describe_vpcs(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
-    let region = w.region(ctx.region)?;
-    let ids: Vec<&str> = p
-        .get("VpcId")
+/// A comma list parameter (`VpcId=vpc-a,vpc-b`), blanks dropped.
+fn comma_list<'a>(p: &'a Params, k: &str) -> Vec<&'a str> {
+    p.get(k)
         .map(|s| {
             s.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// `Vpcs.Vpc[]` with `TotalCount`/`PageNumber`/`PageSize`, filtered the same for both APIs.
+fn describe_vpcs(api: Api, p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
+    let region = w.region(ctx.region)?;
+    let ids = comma_list(p, "VpcId");
     if ids.len() > 20 {
         return Err(ApiError::invalid(
             "At most 20 VPC ids may be given in VpcId.",
@@ -92,21 +130,22 @@ fn describe_vpcs(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiErro
     }
     let name = p.get("VpcName");
     let tags = p.tags()?;
-    if p.bool("IsDefault")? == Some(true) {
-        // The emulated account has no default VPC.
-        let paging = NumberPaging::parse(p, 10, 50)?;
-        return Ok(
-            json!({"Vpcs": {"Vpc": []}, "TotalCount": 0, "PageNumber": paging.number, "PageSize": paging.size}),
-        );
-    }
     let paging = NumberPaging::parse(p, 10, 50)?;
-    let rows: Vec<Value> = region
+    // The emulated account has no default VPC.
+    let default_only = p.bool("IsDefault")? == Some(true);
+    let matched: Vec<&Vpc> = region
         .vpcs
         .values()
+        .filter(|_| !default_only)
         .filter(|v| ctx.visible(v.created_ms))
         .filter(|v| ids.is_empty() || ids.contains(&v.id.as_str()))
         .filter(|v| name.is_none_or(|n| n == v.name))
         .filter(|v| matches_tags(&v.tags, &tags))
+        .collect();
+    let total = matched.len();
+    let rows: Vec<Value> = paging
+        .page(matched)
+        .into_iter()
         .map(|v| {
             let vswitches: Vec<&String> = region
                 .vswitches
@@ -114,7 +153,7 @@ fn describe_vpcs(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiErro
                 .filter(|s| s.vpc_id == v.id)
                 .map(|s| &s.id)
                 .collect();
-            json!({
+            let mut row = json!({
                 "VpcId": v.id,
                 "VpcName": v.name,
                 "CidrBlock": v.cidr,
@@ -124,23 +163,34 @@ fn describe_vpcs(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiErro
                 "CreationTime": seconds(v.created_ms),
                 "Description": v.description,
                 "VRouterId": v.vrouter_id,
-                "ResourceGroupId": "rg-acfmdefault",
                 "VSwitchIds": { "VSwitchId": vswitches },
-                "RouterTableIds": { "RouterTableIds": [v.route_table_id] },
                 "UserCidrs": { "UserCidr": [] },
-                "SecondaryCidrBlocks": { "SecondaryCidrBlock": [] },
-                "NatGatewayIds": { "NatGatewayIds": [] },
-                "Tags": vpc_tags(&v.tags),
-            })
+            });
+            if api == Api::Vpc {
+                let more = json!({
+                    "ResourceGroupId": "rg-acfmdefault",
+                    "RouterTableIds": { "RouterTableIds": [v.route_table_id] },
+                    "SecondaryCidrBlocks": { "SecondaryCidrBlock": [] },
+                    "NatGatewayIds": { "NatGatewayIds": [] },
+                    "Tags": vpc_tags(&v.tags),
+                });
+                extend(&mut row, more);
+            }
+            row
         })
         .collect();
-    let total = rows.len();
     Ok(json!({
-        "Vpcs": { "Vpc": paging.page(rows) },
+        "Vpcs": { "Vpc": rows },
         "TotalCount": total,
         "PageNumber": paging.number,
         "PageSize": paging.size,
     }))
+}
+
+fn extend(row: &mut Value, more: Value) {
+    if let (Value::Object(a), Value::Object(b)) = (row, more) {
+        a.extend(b);
+    }
 }
 
 fn create_vswitch(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
@@ -159,28 +209,34 @@ fn create_vswitch(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value,
     Ok(json!({ "VSwitchId": vsw.id }))
 }
 
-fn describe_vswitches(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
+/// `VSwitches.VSwitch[]` with `TotalCount`/`PageNumber`/`PageSize`. `VSwitchId` alone (no
+/// `VpcId`) is enough, as the original tool's wait loop asks.
+fn describe_vswitches(api: Api, p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {
     let region = w.region(ctx.region)?;
     let vpc = p.get("VpcId");
-    let ids: Vec<&str> = p
-        .get("VSwitchId")
-        .map(|s| s.split(',').map(str::trim).collect())
-        .unwrap_or_default();
+    let ids = comma_list(p, "VSwitchId");
     let zone = p.get("ZoneId");
     let name = p.get("VSwitchName");
     let tags = p.tags()?;
     let paging = NumberPaging::parse(p, 10, 50)?;
-    let rows: Vec<Value> = region
+    let default_only = p.bool("IsDefault")? == Some(true);
+    let matched: Vec<&VSwitch> = region
         .vswitches
         .values()
+        .filter(|_| !default_only)
         .filter(|s| ctx.visible(s.created_ms))
         .filter(|s| vpc.is_none_or(|v| v == s.vpc_id))
         .filter(|s| ids.is_empty() || ids.contains(&s.id.as_str()))
         .filter(|s| zone.is_none_or(|z| z == s.zone_id))
         .filter(|s| name.is_none_or(|n| n == s.name))
         .filter(|s| matches_tags(&s.tags, &tags))
+        .collect();
+    let total = matched.len();
+    let rows: Vec<Value> = paging
+        .page(matched)
+        .into_iter()
         .map(|s| {
-            json!({
+            let mut row = json!({
                 "VSwitchId": s.id,
                 "VpcId": s.vpc_id,
                 "ZoneId": s.zone_id,
@@ -192,16 +248,21 @@ fn describe_vswitches(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, Ap
                 "IsDefault": false,
                 "CreationTime": seconds(s.created_ms),
                 "ResourceGroupId": "rg-acfmdefault",
-                "ShareType": "Sharing",
-                "NetworkAclId": "",
-                "RouteTable": { "RouteTableId": "", "RouteTableType": "System" },
-                "Tags": vpc_tags(&s.tags),
-            })
+            });
+            if api == Api::Vpc {
+                let more = json!({
+                    "ShareType": "Sharing",
+                    "NetworkAclId": "",
+                    "RouteTable": { "RouteTableId": "", "RouteTableType": "System" },
+                    "Tags": vpc_tags(&s.tags),
+                });
+                extend(&mut row, more);
+            }
+            row
         })
         .collect();
-    let total = rows.len();
     Ok(json!({
-        "VSwitches": { "VSwitch": paging.page(rows) },
+        "VSwitches": { "VSwitch": rows },
         "TotalCount": total,
         "PageNumber": paging.number,
         "PageSize": paging.size,

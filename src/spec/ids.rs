@@ -7,10 +7,15 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A string newtype with the usual impls (Display, AsRef, serde as a plain string). Used for
+/// every typed name in cfxm (here, and for cloud resource ids in `provider`).
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash,
+            ::serde::Serialize, ::serde::Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(String);
 
@@ -23,8 +28,8 @@ macro_rules! name_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
@@ -36,6 +41,7 @@ macro_rules! name_type {
         }
     };
 }
+pub(crate) use name_type;
 
 name_type!(
     /// A spec's name: the `cfxm-spec` tag value and its state directory.

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use diagnostic::{SpecError, SpecErrorKind, SpecErrors};
+pub(crate) use ids::name_type;
 pub use ids::{CloudKind, InstanceType, Owner, RegionId, SpecName, ZoneId};
 pub use model::ConfigValue;
 pub use schema::{json_schema, json_schema_text};

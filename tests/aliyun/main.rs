@@ -1,6 +1,7 @@
 //! The Aliyun area: cfxm's own client against the emulator for every action, paging style and
 //! error class; the emulator's knobs, persistence and control endpoints; `cfxm emulator serve`;
-//! and the official Alibaba Cloud Python SDK driving the emulator in both signing modes.
+//! the official Alibaba Cloud Python SDK driving the emulator in both signing modes; and what
+//! existing Aliyun tooling (the original tool) needs from it.
 
 mod cli;
 mod errors;
@@ -8,6 +9,7 @@ mod knobs;
 mod paging;
 mod roundtrip;
 mod sdk;
+mod tooling;
 
 use cfxm::emulator::{CONFLUX_IMAGE, Emulator, EmulatorConfig, EmulatorHandle};
 use cfxm::provider::aliyun::{

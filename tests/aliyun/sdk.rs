@@ -1,7 +1,9 @@
 //! The official Alibaba Cloud Python SDK (`alibabacloud-ecs20140526`,
 //! `alibabacloud-vpc20160428`, pinned in `scripts/requirements-test.txt`) drives the emulator,
-//! with V3 signing and again with `signature_algorithm="v2"`. The script is
-//! `tests/aliyun/sdk_conformance.py`; it exits non-zero on the first mismatch.
+//! with V3 signing and again with `signature_algorithm="v2"`: once with both clients, and once
+//! replaying the original tool's provisioning through the ECS client alone (its network built
+//! with the ECS API's legacy VPC actions). The script is `tests/aliyun/sdk_conformance.py`; it
+//! exits non-zero on the first mismatch.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -59,10 +61,12 @@ async fn official_sdk_drives_the_emulator_in_both_signing_modes() {
         out.status.success(),
         "the SDK script failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
-    assert!(
-        stdout.contains("OK v3") && stdout.contains("OK v2") && stdout.contains("OK wrong-secret"),
-        "{stdout}"
-    );
+    for mode in ["v3", "v2", "original-v3", "original-v2", "wrong-secret"] {
+        assert!(
+            stdout.contains(&format!("OK {mode}\n")),
+            "no `OK {mode}`:\n{stdout}"
+        );
+    }
 
     // The emulator saw both schemes, and the SDK's NoStock call failed as it should.
     let calls = emu.calls();
@@ -86,6 +90,25 @@ async fn official_sdk_drives_the_emulator_in_both_signing_modes() {
             .iter()
             .any(|c| c.code.as_deref() == Some("SignatureDoesNotMatch"))
     );
+    // The replay's network went through the ECS API (`2014-05-26`), in both signing modes.
+    for action in [
+        "CreateVpc",
+        "DescribeVpcs",
+        "DeleteVpc",
+        "CreateVSwitch",
+        "DescribeVSwitches",
+        "DeleteVSwitch",
+    ] {
+        for scheme in ["V3", "V1"] {
+            assert!(
+                calls.iter().any(|c| c.api == "ecs"
+                    && c.action == action
+                    && c.signature == scheme
+                    && c.status == 200),
+                "no successful ECS-API {action} signed {scheme}"
+            );
+        }
+    }
     // Everything the script created, it deleted.
     let w = emu.world();
     for kind in ["instance", "vpc", "vswitch", "security_group", "key_pair"] {

@@ -4,7 +4,9 @@ Run by tests/aliyun/sdk.rs with EMULATOR_ENDPOINT (host:port), EMULATOR_ACCESS_K
 EMULATOR_ACCESS_KEY_SECRET, PUBLIC_KEY and FINGERPRINT (from `ssh-keygen -l -E md5`). For each
 signing mode (V3, the SDK's default, then signature_algorithm="v2"): VPC, vSwitch, security group
 and rules, key pair, 5 tagged instances, DescribeInstances by tag in pages of 2, a NoStock error,
-and the deletion of everything. Then a wrong secret. Any mismatch raises (non-zero exit).
+and the deletion of everything. Then, per mode again, a replay of the original tool's provisioning
+through the ECS client alone (`original_tool_replay`). Then a wrong secret. Any mismatch raises
+(non-zero exit).
 """
 
 import base64
@@ -246,6 +248,285 @@ def scenario(mode, algorithm):
     print(f"OK {mode}")
 
 
+def original_tool_replay(mode, algorithm):
+    """The original tool's provisioning (reference/original-tool.md §1.3-§1.5, §3.1), call for
+    call: every call through a fresh ECS 2014-05-26 client (no VPC client, as the tool), the
+    network built with the ECS API's legacy VPC actions, number paging with PageSize=50 until
+    TotalCount is covered, its RunInstances parameters, its describe loop by an `InstanceIds`
+    JSON array, and its cleanup. Its waits run on the emulated clock: the emulator's clock is
+    frozen, the networks take 3 s and boots 30 s (as the real cloud), and each of the tool's
+    sleeps advances the clock instead of sleeping, so every intermediate state is seen for sure
+    and the replay takes no real time."""
+    user_tag = f"replay-{mode}"
+    infra = f"conflux-massive-test-{user_tag}"
+    tags = [("conflux-massive-test", "true"), ("user", user_tag), ("team", "core")]
+
+    def client():
+        return EcsClient(config(SECRET, algorithm))
+
+    def sleep(seconds):
+        control("/_emulator/clock", {"advance_ms": int(seconds * 1000)})
+
+    def poll(what, probe, every, timeout):
+        waited = 0.0
+        while waited <= timeout:
+            if probe():
+                return
+            sleep(every)
+            waited += every
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def all_pages(fetch, items):
+        rows, page = [], 1
+        while True:
+            body = fetch(page)
+            expect(isinstance(body.total_count, int), f"TotalCount in every page: {body.total_count!r}")
+            rows.extend(items(body))
+            if body.total_count <= page * 50:
+                return rows
+            page += 1
+
+    def ensure_infra():
+        """One region's infra phase; returns what it found or created, and what it created."""
+        created = []
+        zones = [
+            z.zone_id
+            for z in client().describe_zones(ecs_models.DescribeZonesRequest(region_id=REGION, verbose=False)).body.zones.zone
+        ]
+        expect(zones == [f"{REGION}{c}" for c in "abc"], f"zones {zones}")
+
+        images = all_pages(
+            lambda n: client()
+            .describe_images(
+                ecs_models.DescribeImagesRequest(
+                    region_id=REGION,
+                    image_name="conflux-docker-registry",
+                    image_owner_alias="self",
+                    page_number=n,
+                    page_size=50,
+                )
+            )
+            .body,
+            lambda b: b.images.image,
+        )
+        image_id = [i.image_id for i in images if i.image_name == "conflux-docker-registry"][0]
+
+        vpcs = all_pages(
+            lambda n: client().describe_vpcs(ecs_models.DescribeVpcsRequest(region_id=REGION, page_number=n, page_size=50)).body,
+            lambda b: b.vpcs.vpc,
+        )
+        mine = [v.vpc_id for v in vpcs if v.vpc_name == infra]
+        if mine:
+            vpc_id = mine[0]
+        else:
+            vpc_id = client().create_vpc(ecs_models.CreateVpcRequest(region_id=REGION, vpc_name=infra, cidr_block="10.0.0.0/16")).body.vpc_id
+            created.append(vpc_id)
+            seen = []
+
+            def vpc_available():
+                vs = client().describe_vpcs(ecs_models.DescribeVpcsRequest(region_id=REGION, vpc_id=vpc_id)).body.vpcs.vpc
+                seen.append(vs[0].status if vs else None)
+                return bool(vs) and vs[0].status == "Available"
+
+            poll("the VPC", vpc_available, 3, 120)
+            expect(seen == ["Pending", "Available"], f"VPC states {seen}")
+
+        groups = all_pages(
+            lambda n: client()
+            .describe_security_groups(
+                ecs_models.DescribeSecurityGroupsRequest(region_id=REGION, vpc_id=vpc_id, page_number=n, page_size=50)
+            )
+            .body,
+            lambda b: b.security_groups.security_group,
+        )
+        mine = [g.security_group_id for g in groups if g.security_group_name == infra]
+        if mine:
+            sg_id = mine[0]
+        else:
+            sg_id = client().create_security_group(
+                ecs_models.CreateSecurityGroupRequest(region_id=REGION, vpc_id=vpc_id, security_group_name=infra)
+            ).body.security_group_id
+            created.append(sg_id)
+            client().authorize_security_group(
+                ecs_models.AuthorizeSecurityGroupRequest(
+                    region_id=REGION,
+                    security_group_id=sg_id,
+                    permissions=[
+                        ecs_models.AuthorizeSecurityGroupRequestPermissions(
+                            ip_protocol="tcp", port_range="22/22", source_cidr_ip="0.0.0.0/0"
+                        ),
+                        ecs_models.AuthorizeSecurityGroupRequestPermissions(
+                            ip_protocol="tcp", port_range="1024/49151", source_cidr_ip="0.0.0.0/0"
+                        ),
+                    ],
+                )
+            )
+
+        md5 = hashlib.md5(base64.b64decode(PUBLIC_KEY.split()[1])).hexdigest()
+
+        def key_pairs():
+            return all_pages(
+                lambda n: client()
+                .describe_key_pairs(
+                    ecs_models.DescribeKeyPairsRequest(region_id=REGION, key_pair_name=infra, page_number=n, page_size=50)
+                )
+                .body,
+                lambda b: b.key_pairs.key_pair,
+            )
+
+        found = key_pairs()
+        expect(len(found) <= 1, "at most one key pair of that name")
+        if not found:
+            client().import_key_pair(
+                ecs_models.ImportKeyPairRequest(region_id=REGION, key_pair_name=infra, public_key_body=PUBLIC_KEY)
+            )
+            created.append(infra)
+            poll("the key pair", lambda: [k.key_pair_finger_print for k in key_pairs()] == [md5], 3, 10)
+        else:
+            expect(found[0].key_pair_finger_print == md5, "the key pair's fingerprint matches the local key")
+
+        vsws = all_pages(
+            lambda n: client()
+            .describe_vswitches(ecs_models.DescribeVSwitchesRequest(region_id=REGION, vpc_id=vpc_id, page_number=n, page_size=50))
+            .body,
+            lambda b: b.v_switches.v_switch,
+        )
+        by_zone = {}
+        for s in vsws:
+            if s.v_switch_name == infra:
+                expect(s.status.lower() == "available", f"managed vSwitch {s.v_switch_id} is {s.status}")
+                by_zone[s.zone_id] = s.v_switch_id
+        used = [s.cidr_block for s in vsws]
+        for zone in zones:
+            if zone in by_zone:
+                continue
+            # The first /20 of 10.0.0.0/16 that no vSwitch of the VPC uses.
+            cidr = next(f"10.0.{16 * i}.0/20" for i in range(16) if f"10.0.{16 * i}.0/20" not in used)
+            used.append(cidr)
+            vsw_id = client().create_vswitch(
+                ecs_models.CreateVSwitchRequest(region_id=REGION, vpc_id=vpc_id, zone_id=zone, v_switch_name=infra, cidr_block=cidr)
+            ).body.v_switch_id
+            created.append(vsw_id)
+            seen = []
+
+            def vsw_available():
+                body = client().describe_vswitches(ecs_models.DescribeVSwitchesRequest(region_id=REGION, v_switch_id=vsw_id)).body
+                expect(body.total_count == len(body.v_switches.v_switch), "TotalCount by VSwitchId")
+                seen.append(body.v_switches.v_switch[0].status if body.v_switches.v_switch else None)
+                return seen[-1] == "Available"
+
+            poll("the vSwitch", vsw_available, 3, 120)
+            expect(seen == ["Pending", "Available"], f"vSwitch states {seen}")
+            by_zone[zone] = vsw_id
+        return dict(zones=zones, image_id=image_id, vpc_id=vpc_id, sg_id=sg_id, vswitches=by_zone), created
+
+    region_info, created = ensure_infra()
+    expect(len(created) == 6, f"created VPC, group, key pair and 3 vSwitches: {created}")
+    again, created = ensure_infra()
+    expect(again == region_info and not created, f"a second run reuses everything: {created}")
+
+    # Step A: 4 hosts in the first zone that takes them; the first zone is sold out.
+    control("/_emulator/stock", {"zone": region_info["zones"][0], "instance_type": TYPE, "count": 0})
+    ids, placed = [], None
+    for zone in region_info["zones"]:
+        try:
+            ids = client().run_instances(
+                ecs_models.RunInstancesRequest(
+                    region_id=REGION,
+                    zone_id=zone,
+                    image_id=region_info["image_id"],
+                    instance_type=TYPE,
+                    security_group_id=region_info["sg_id"],
+                    v_switch_id=region_info["vswitches"][zone],
+                    key_pair_name=infra,
+                    instance_name=f"conflux-massive-test-{int(time.time())}",
+                    internet_max_bandwidth_out=100,
+                    internet_charge_type="PayByTraffic",
+                    instance_charge_type="PostPaid",
+                    tag=[ecs_models.RunInstancesRequestTag(key=k, value=v) for k, v in tags],
+                    amount=4,
+                    min_amount=1,
+                    system_disk=ecs_models.RunInstancesRequestSystemDisk(size="40", category="cloud_essd"),
+                )
+            ).body.instance_id_sets.instance_id_set
+        except Exception as e:
+            expect(getattr(e, "code", None) == "OperationDenied.NoStock", f"RunInstances in {zone}: {e}")
+            continue
+        placed = zone
+        break
+    expect(len(ids) == 4 and placed == region_info["zones"][1], f"{len(ids)} instances in the second zone")
+
+    # The describe loop: every tracked id must be listed at once (else "lost"); a Running one
+    # without a public IP would raise IndexError, as in the tool.
+    running, states = {}, set()
+    polls = 0
+    while len(running) < len(ids):
+        pending = [i for i in ids if i not in running]
+        for chunk in (pending[i : i + 100] for i in range(0, len(pending), 100)):
+            listed = client().describe_instances(
+                ecs_models.DescribeInstancesRequest(region_id=REGION, page_size=100, instance_ids=json.dumps(chunk))
+            ).body.instances.instance
+            expect(sorted(i.instance_id for i in listed) == sorted(chunk), f"lost instances after {polls} polls")
+            for inst in listed:
+                states.add(inst.status)
+                if inst.status == "Running":
+                    running[inst.instance_id] = (
+                        inst.public_ip_address.ip_address[0],
+                        inst.vpc_attributes.private_ip_address.ip_address[0],
+                        inst.zone_id,
+                    )
+                else:
+                    expect(inst.status in ("Starting", "Pending", "Stopped"), f"status {inst.status}")
+            sleep(0.5)
+        polls += 1
+        expect(polls <= 20, "instances never reached Running")
+        if len(running) < len(ids):
+            sleep(3)
+    expect({"Pending", "Starting", "Running"} <= states, f"states seen: {states}")
+    expect(len({ip for ip, _, _ in running.values()}) == 4, "distinct public IPs")
+    hosts = [
+        dict(ip=ip, nodes_per_host=1, ssh_user="root", ssh_key_path="./keys/ssh-key.pem", provider="aliyun",
+             region=REGION, zone=zone, instance_id=iid, private_ip=private)
+        for iid, (ip, private, zone) in running.items()
+    ]
+    expect(all(h["private_ip"].startswith("10.0.") and h["zone"] == placed for h in hosts), f"hosts {hosts}")
+
+    # Cleanup (§3.1): every instance in the region, 50 a page, kept by tag, deleted 100 at a time.
+    listed = all_pages(
+        lambda n: client().describe_instances(ecs_models.DescribeInstancesRequest(region_id=REGION, page_number=n, page_size=50)).body,
+        lambda b: b.instances.instance,
+    )
+    doomed = [
+        i.instance_id
+        for i in listed
+        if {(t.tag_key, t.tag_value) for t in i.tags.tag} >= {("conflux-massive-test", "true")}
+        and any(t.tag_key == "user" and t.tag_value.startswith(user_tag) for t in i.tags.tag)
+    ]
+    expect(sorted(doomed) == sorted(ids), f"cleanup finds exactly its instances: {len(doomed)}")
+    for chunk in (doomed[i : i + 100] for i in range(0, len(doomed), 100)):
+        client().delete_instances(ecs_models.DeleteInstancesRequest(region_id=REGION, force_stop=True, force=True, instance_id=chunk))
+    # The tool keeps its network for reuse; the test removes it, still through the ECS client.
+    for vsw_id in region_info["vswitches"].values():
+        client().delete_vswitch(ecs_models.DeleteVSwitchRequest(region_id=REGION, v_switch_id=vsw_id))
+    client().delete_security_group(ecs_models.DeleteSecurityGroupRequest(region_id=REGION, security_group_id=region_info["sg_id"]))
+    client().delete_vpc(ecs_models.DeleteVpcRequest(region_id=REGION, vpc_id=region_info["vpc_id"]))
+    client().delete_key_pairs(ecs_models.DeleteKeyPairsRequest(region_id=REGION, key_pair_names=json.dumps([infra])))
+    left = client().describe_vpcs(ecs_models.DescribeVpcsRequest(region_id=REGION, vpc_id=region_info["vpc_id"])).body
+    expect(left.total_count == 0 and not left.vpcs.vpc, "the VPC is gone")
+    control("/_emulator/stock", {"zone": region_info["zones"][0], "instance_type": TYPE, "count": 3000})
+    print(f"OK original-{mode}")
+
+
+def original_tool_replays():
+    """Both signing modes, on a frozen clock with the real cloud's delays; restored after."""
+    control("/_emulator/faults", {"clock_speed": 0, "network_delay_ms": 3000, "boot_delay_ms": 30000})
+    try:
+        original_tool_replay("v3", None)
+        original_tool_replay("v2", "v2")
+    finally:
+        control("/_emulator/faults", {"clock_speed": 1, "network_delay_ms": 0, "boot_delay_ms": 0})
+
+
 def wrong_secret():
     for algorithm in (None, "v2"):
         ecs = EcsClient(config("not-the-secret", algorithm))
@@ -263,5 +544,6 @@ def wrong_secret():
 if __name__ == "__main__":
     scenario("v3", None)
     scenario("v2", "v2")
+    original_tool_replays()
     wrong_secret()
     sys.exit(0)

@@ -242,7 +242,8 @@ async fn command_timeout_kills_the_command(f: Fixture) {
         .unwrap_err();
     let took = start.elapsed();
     assert!(matches!(err, TransportError::Timeout { .. }), "{err:?}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Bounded well below the command's 30 s, with room for a loaded CI machine.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
     assert!(err.to_string().contains("timed out after 1.0s"), "{err}");
     assert!(err.to_string().starts_with(t.host()), "{err}");
 
@@ -252,7 +253,7 @@ async fn command_timeout_kills_the_command(f: Fixture) {
         .trim()
         .parse()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while process_alive(pid) {
         assert!(
             Instant::now() < deadline,
@@ -327,9 +328,10 @@ fn assert_no_temp_files(dir: &std::path::Path) {
     );
 }
 
-/// The remote side cleans up asynchronously (after its stdin closes).
+/// The remote side cleans up asynchronously (after its stdin closes); on a loaded 2-core CI
+/// machine that can take seconds, so the bound is generous (it only has to be finite).
 async fn eventually_no_temp_files(dir: &std::path::Path) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !temp_files(dir).is_empty() {
         assert!(
             Instant::now() < deadline,
