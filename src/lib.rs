@@ -9,6 +9,9 @@
 //! | [`cli`] | clap definitions; each command builds an options struct and calls one library function |
 //! | [`spec`] | YAML → validated [`spec::Spec`]; located diagnostics; the JSON Schema |
 //! | [`provider`] | cloud API clients and the classification of their errors |
+//! | [`discover`] | live state by exact tags, every region in parallel; the only place tags become addresses |
+//! | [`plan`] | the desired graph, the diff, [`plan::Plan`] (a DAG of changes with its basis), saved plans |
+//! | [`render`] | plans as text (Terraform's grammar, grouped for 10,000 nodes), markdown and JSON |
 //! | [`state`] | the state directory: lock, journal, inventory (+ the original's `hosts.json`), run directories |
 //! | [`apply`] | the executor: ready-queue over the DAG, rate budgets, the retry policy, journaled mutations, events |
 //! | [`ssh`] | reaching hosts: the `Transport` trait over russh and local processes, host lists, fan-out |
@@ -23,8 +26,11 @@ pub mod analyze;
 pub mod apply;
 pub mod cli;
 pub mod devnode;
+pub mod discover;
 pub mod emulator;
+pub mod plan;
 pub mod provider;
+pub mod render;
 pub mod spec;
 pub mod ssh;
 pub mod stages;

@@ -9,7 +9,10 @@
 //! | [`event`] | [`ApplyEvent`]s and the [`Reporter`] trait (the CLI draws; libraries never print) |
 //! | [`rate`] | [`RateBuckets`]: token buckets per (region, [`ApiClass`]) plus per region |
 //! | [`retry`](mod@retry) | [`RetryPolicy::decide`]: `ErrorClass` → retry / re-plan / done / stop; [`retry()`] runs a call under it |
-//! | [`mutation`] | [`journaled`]: intent → call under the retry policy → outcome |
+//! | [`mutation`] | [`journaled`]: intent → call under the retry policy → outcome; [`Mutations`] for providers |
+//! | [`hosts`] | placement over (type × zone), partial fills, stock-outs, waiting for `Running`, replacing hosts that never run, limits |
+//! | [`run`](mod@run) | `cfxm plan` / `apply` / `destroy` as library functions: prepare (lock, settle, discover, plan), then execute |
+//! | [`reconcile`] | a [`crate::plan::Plan`] as a step DAG ([`steps`]), executed ([`execute`]); settling interrupted calls ([`settle`]) |
 //!
 //! # How the pieces fit (for `apply::run`, built on top)
 //!
@@ -56,9 +59,12 @@
 
 pub mod event;
 pub mod executor;
+pub mod hosts;
 pub mod mutation;
 pub mod rate;
+pub mod reconcile;
 pub mod retry;
+pub mod run;
 
 pub use event::{
     ApplyEvent, ApplyEventKind, EventLog, Finish, Progress, Reporter, RetryNotice, Silent,
@@ -67,8 +73,13 @@ pub use executor::{
     ApplyReport, Cancel, Cancelled, Counts, DEFAULT_PARALLELISM, Executor, ExecutorError, Outcome,
     StepContext,
 };
-pub use mutation::{MutationError, journaled};
+pub use hosts::{HostTiming, LimitGuard};
+pub use mutation::{MutationError, Mutations, StepError, journaled};
 pub use rate::{ApiClass, Rate, RateBuckets, RateError, RateLimits};
+pub use reconcile::{
+    ApplyError, ApplyOptions, ApplyResult, BackfillMove, HostsSummary, Phase, Step, StepOutput,
+    Target, execute, settle, steps,
+};
 pub use retry::{
     Classify, Decision, Operation, RetryPolicy, StopReason, Stopped, done_if_gone, retry,
 };

@@ -18,7 +18,8 @@ use thiserror::Error;
 
 use super::executor::StepContext;
 use super::retry::{Classify, Operation, RetryPolicy, Stopped, retry};
-use crate::state::{Intent, Journal, OutcomeResult, Serial, StateError};
+use crate::provider::resource::ProviderError;
+use crate::state::{Address, ClientToken, Intent, Journal, OutcomeResult, Serial, StateError};
 
 /// A journaled mutation that did not succeed.
 #[derive(Debug, Error, Diagnostic)]
@@ -117,6 +118,164 @@ where
                     source,
                 }),
             }
+        }
+    }
+}
+
+/// Why a reconciler step (a create, a delete, a hosts placement) failed: one line saying what
+/// failed and, through the cloud error's advice, what to do.
+#[derive(Debug, Error, Diagnostic)]
+pub enum StepError {
+    /// A journaled cloud mutation failed (or could not be journaled). Boxed, like the read
+    /// below, so a `Result<_, StepError>` stays small on the success path.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Mutation(Box<MutationError<ProviderError>>),
+    /// A cloud read failed for good.
+    #[error("{0}")]
+    #[diagnostic(code(cfxm::apply::read_failed))]
+    Read(Box<Stopped<ProviderError>>),
+    /// The state directory failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    State(#[from] StateError),
+    /// Something the step checks itself: a limit, a shortfall, an answer that makes no sense.
+    #[error("{message}")]
+    #[diagnostic(code(cfxm::apply::step_failed), help("{help}"))]
+    Failed { message: String, help: String },
+    /// The apply was cancelled while the step waited.
+    #[error("cancelled")]
+    #[diagnostic(code(cfxm::apply::cancelled))]
+    Cancelled,
+}
+
+impl StepError {
+    pub fn failed(message: impl Into<String>, help: impl Into<String>) -> Self {
+        StepError::Failed {
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    /// The cloud call that stopped this step, if one did.
+    pub fn call(&self) -> Option<&Stopped<ProviderError>> {
+        match self {
+            StepError::Mutation(m) => match m.as_ref() {
+                MutationError::Call(s) => Some(s),
+                _ => None,
+            },
+            StepError::Read(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A cloud call stopped because there is no capacity there: choose another placement.
+    pub fn is_replan(&self) -> bool {
+        matches!(self, StepError::Mutation(_)) && self.call().is_some_and(Stopped::is_replan)
+    }
+
+    /// A delete found the resource already gone.
+    pub fn is_done(&self) -> bool {
+        matches!(self, StepError::Mutation(_)) && self.call().is_some_and(Stopped::is_done)
+    }
+
+    /// The class of the cloud failure behind this error, if there is one.
+    pub fn cloud_class(&self) -> Option<crate::provider::ErrorClass> {
+        self.call().map(|s| s.error.class)
+    }
+}
+
+impl From<MutationError<ProviderError>> for StepError {
+    fn from(e: MutationError<ProviderError>) -> Self {
+        StepError::Mutation(Box::new(e))
+    }
+}
+
+impl From<Stopped<ProviderError>> for StepError {
+    fn from(s: Stopped<ProviderError>) -> Self {
+        StepError::Read(Box::new(s))
+    }
+}
+
+/// What a provider needs to mutate the cloud the reconciler's way: the journal, the retry
+/// policy, the step's context (progress, cancel), and the scope its client tokens derive from.
+/// Providers make every mutating call through [`Mutations::call`].
+#[derive(Clone, Copy)]
+pub struct Mutations<'a> {
+    pub journal: &'a Journal,
+    pub policy: &'a RetryPolicy,
+    /// Progress, retry events and cancellation; `None` outside an executor run.
+    pub step: Option<&'a StepContext>,
+    /// Where this apply's client tokens come from: `<spec>/<plan id>`. A re-run of the same
+    /// plan step derives the same tokens; a new plan derives new ones.
+    pub scope: &'a str,
+    /// The resource the calls act on, as journaled.
+    pub address: &'a Address,
+}
+
+impl fmt::Debug for Mutations<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutations")
+            .field("scope", &self.scope)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mutations<'_> {
+    /// The deterministic token of the `generation`-th `action` call on this address.
+    pub fn token(&self, action: &str, generation: u32) -> ClientToken {
+        ClientToken::derive(
+            &format!("{}/{action}", self.scope),
+            self.address,
+            generation,
+        )
+    }
+
+    /// One journaled mutation: the intent (with `token` and `params`, never secrets) is
+    /// durable before `call` runs; `call` is retried under the policy with the same request;
+    /// the outcome (the ids `ids` extracts, or the error class) is recorded after.
+    pub async fn call<T, F, Fut, I>(
+        &self,
+        action: &str,
+        token: Option<ClientToken>,
+        params: serde_json::Value,
+        op: Operation,
+        ids: I,
+        call: F,
+    ) -> Result<T, StepError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+        I: FnOnce(&T) -> Vec<String>,
+    {
+        let intent = Intent {
+            address: self.address.clone(),
+            action: action.to_owned(),
+            client_token: token,
+            params,
+        };
+        journaled(self.journal, intent, self.policy, op, self.step, ids, call)
+            .await
+            .map(|(v, _)| v)
+            .map_err(StepError::from)
+    }
+
+    /// Sleeps, or returns [`StepError::Cancelled`] if the apply is cancelled meanwhile.
+    pub async fn sleep(&self, duration: std::time::Duration) -> Result<(), StepError> {
+        match self.step {
+            Some(step) => step.sleep(duration).await.map_err(|_| StepError::Cancelled),
+            None => {
+                tokio::time::sleep(duration).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Reports progress in words, when in a step.
+    pub fn progress(&self, message: impl Into<String>) {
+        if let Some(step) = self.step {
+            step.progress(message);
         }
     }
 }

@@ -5,10 +5,14 @@
 //! progress to stderr. Exit codes: 0 success, 1 error (usage errors included), and for
 //! `plan --detailed-exitcode` 2 when changes are pending.
 
+mod apply;
+mod destroy;
 mod devnode;
 mod diagnostics;
 mod emulator;
 mod exec;
+mod plan;
+mod progress;
 mod report;
 mod schema;
 mod validate;
@@ -38,6 +42,12 @@ pub struct Cli {
 enum Command {
     /// Check a spec without touching the network; point at every problem in it.
     Validate(validate::ValidateArgs),
+    /// Discover what the spec's tags mark in every region and show what apply would change.
+    Plan(Box<plan::PlanArgs>),
+    /// Make the cloud match the spec (or execute a saved plan), after a typed `yes`.
+    Apply(Box<apply::ApplyArgs>),
+    /// Delete everything tagged for a spec (or an owner) in every region, after a typed `yes`.
+    Destroy(Box<destroy::DestroyArgs>),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema(schema::SchemaArgs),
     /// Run a command (or copy a file) on every host of a spec; output prefixed by host.
@@ -117,6 +127,9 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Plan(args) => plan::run(*args),
+        Command::Apply(args) => apply::run(*args),
+        Command::Destroy(args) => destroy::run(*args),
         Command::Schema(args) => schema::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Devnode(args) => devnode::run(*args),

@@ -45,6 +45,7 @@ pub fn mutates(action: &str) -> bool {
         "Run",
         "Import",
         "Authorize",
+        "Revoke",
         "Tag",
         "Copy",
     ]

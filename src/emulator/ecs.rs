@@ -54,6 +54,7 @@ pub fn handle_write(
             .map(|()| json!({})),
         "CreateSecurityGroup" => create_security_group(p, w, ctx),
         "AuthorizeSecurityGroup" => authorize(p, w, ctx),
+        "RevokeSecurityGroup" => revoke(p, w, ctx),
         "DeleteSecurityGroup" => p
             .required("SecurityGroupId")
             .and_then(|id| w.delete_security_group(ctx.region, id))
@@ -341,6 +342,22 @@ fn create_security_group(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result
 
 fn authorize(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
     let sg = p.required("SecurityGroupId")?;
+    let rules = permissions(p, ctx)?;
+    w.authorize(ctx.region, sg, rules, ctx.rng)?;
+    Ok(json!({}))
+}
+
+/// `RevokeSecurityGroup`: removes the ingress rules matching protocol, ports, source and policy;
+/// rules that do not exist are ignored, as by the service.
+fn revoke(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, ApiError> {
+    let sg = p.required("SecurityGroupId")?;
+    let rules = permissions(p, ctx)?;
+    w.revoke(ctx.region, sg, &rules)?;
+    Ok(json!({}))
+}
+
+/// The `Permissions.N.*` rules of an Authorize/Revoke call (or its deprecated flat form).
+fn permissions(p: &Params, ctx: &Ctx<'_>) -> Result<Vec<Rule>, ApiError> {
     let mut groups = p.groups("Permissions");
     // The deprecated flat form: top-level IpProtocol / PortRange / SourceCidrIp.
     if groups.is_empty() && p.get("IpProtocol").is_some() {
@@ -420,8 +437,7 @@ fn authorize(p: &Params, w: &mut World, ctx: &mut Ctx<'_>) -> Result<Value, ApiE
             id: String::new(),
         });
     }
-    w.authorize(ctx.region, sg, rules, ctx.rng)?;
-    Ok(json!({}))
+    Ok(rules)
 }
 
 fn describe_security_groups(p: &Params, w: &World, ctx: &View<'_>) -> Result<Value, ApiError> {

@@ -825,6 +825,24 @@ impl World {
         Ok(())
     }
 
+    /// Removes ingress rules equal to `rules` in protocol, ports, source and policy.
+    pub fn revoke(&mut self, region: &str, sg_id: &str, rules: &[Rule]) -> Result<(), ApiError> {
+        let sg = self
+            .region_mut(region)?
+            .security_groups
+            .get_mut(sg_id)
+            .ok_or_else(|| sg_not_found(sg_id))?;
+        sg.rules.retain(|r| {
+            !rules.iter().any(|x| {
+                r.ip_protocol == x.ip_protocol
+                    && r.port_range == x.port_range
+                    && r.source_cidr_ip == x.source_cidr_ip
+                    && r.policy == x.policy
+            })
+        });
+        Ok(())
+    }
+
     pub fn delete_security_group(&mut self, region: &str, sg_id: &str) -> Result<(), ApiError> {
         let r = self.region_mut(region)?;
         if !r.security_groups.contains_key(sg_id) {

@@ -1,11 +1,15 @@
 //! Cloud providers: typed API clients for Aliyun (ECS/VPC) and AWS (EC2), and the one vocabulary
 //! the reconciler uses to react to their failures.
 //!
+//! [`resource`] holds the cloud-neutral vocabulary the reconciler speaks (kinds, attributes, live
+//! resources, tag scopes) and the [`resource::Provider`] trait each cloud implements.
+//!
 //! Every failed cloud call is classified exactly once, where its error code is parsed, into an
 //! [`ErrorClass`]. The reconciler's retry policy looks only at the class, never at codes, so
 //! resource code stays free of retry logic (STYLE §9, "Retry policy apart from resource code").
 
 pub mod aws;
+pub mod resource;
 
 use std::time::Duration;
 

@@ -445,6 +445,71 @@ impl Client {
         security_group_id: &str,
         rules: &[Permission],
     ) -> Result<(), AliyunError> {
+        self.permissions(
+            "AuthorizeSecurityGroup",
+            region,
+            security_group_id,
+            rules,
+            None,
+        )
+        .await
+    }
+
+    /// [`Client::authorize_security_group`] with a `ClientToken` (one batch of ≤ 100 rules:
+    /// a token names one request).
+    pub async fn authorize_security_group_with_token(
+        &self,
+        region: &RegionId,
+        security_group_id: &str,
+        rules: &[Permission],
+        client_token: &str,
+    ) -> Result<(), AliyunError> {
+        if rules.len() > 100 {
+            return Err(invalid(
+                "AuthorizeSecurityGroup",
+                region,
+                format!(
+                    "{} rules given; one call with a token takes at most 100",
+                    rules.len()
+                ),
+            ));
+        }
+        self.permissions(
+            "AuthorizeSecurityGroup",
+            region,
+            security_group_id,
+            rules,
+            Some(client_token),
+        )
+        .await
+    }
+
+    /// Removes ingress rules (any number; 100 per call), matched by protocol, ports, source
+    /// and policy. Rules that do not exist are ignored.
+    pub async fn revoke_security_group(
+        &self,
+        region: &RegionId,
+        security_group_id: &str,
+        rules: &[Permission],
+    ) -> Result<(), AliyunError> {
+        self.permissions(
+            "RevokeSecurityGroup",
+            region,
+            security_group_id,
+            rules,
+            None,
+        )
+        .await
+    }
+
+    async fn permissions(
+        &self,
+        action: &'static str,
+        region: &RegionId,
+        security_group_id: &str,
+        rules: &[Permission],
+        client_token: Option<&str>,
+    ) -> Result<(), AliyunError> {
         for batch in rules.chunks(100) {
             let mut p = Params::new().set("SecurityGroupId", security_group_id);
             for (i, r) in batch.iter().enumerate() {
@@ -457,7 +522,8 @@ impl Client {
                     .non_empty(&format!("Permissions.{n}.Priority"), &r.priority)
                     .non_empty(&format!("Permissions.{n}.Description"), &r.description);
             }
-            let _: Empty = self.ecs("AuthorizeSecurityGroup", Some(region), p).await?;
+            let p = p.opt("ClientToken", client_token);
+            let _: Empty = self.ecs(action, Some(region), p).await?;
         }
         Ok(())
     }

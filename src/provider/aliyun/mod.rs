@@ -23,6 +23,7 @@ mod credentials;
 mod ecs;
 mod endpoint;
 mod error;
+mod reconcile;
 pub mod sign;
 mod types;
 mod vpc;
@@ -40,6 +41,7 @@ pub use ecs::{
 };
 pub use endpoint::{Api, ENDPOINT_ENV, Endpoint, EndpointError, Endpoints};
 pub use error::{AliyunError, AliyunErrorDetail, classify, local_codes};
+pub use reconcile::{AliyunProvider, Timing};
 pub use types::{
     AvailableResource, AvailableZone, EipAddress, ImageInfo, InstanceInfo, InstanceStatus,
     InstanceStatusInfo, InstanceTypeInfo, KeyPairInfo, Permission, RegionInfo,
