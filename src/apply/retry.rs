@@ -158,7 +158,10 @@ impl RetryPolicy {
             }
             ErrorClass::Transient | ErrorClass::Conflict => self.backoff(attempt, rng),
         };
-        if attempt >= self.max_attempts {
+        // Throttling is the cloud asking to come back later, not a failure of the request: it
+        // is bounded by the time budget alone, so a throttled call keeps its attempts.
+        let counts = !matches!(class, ErrorClass::Throttled { .. });
+        if counts && attempt >= self.max_attempts {
             Decision::Stop(StopReason::AttemptsExhausted)
         } else if elapsed.saturating_add(after) > self.max_elapsed {
             Decision::Stop(StopReason::TimeExhausted)
@@ -415,14 +418,20 @@ mod tests {
     #[test]
     fn the_budget_bounds_attempts_and_time() {
         let p = RetryPolicy::default().with_budget(3, Duration::from_secs(10));
+        let transient = ErrorClass::Transient;
         assert!(matches!(
-            p.decide(THROTTLED, Operation::Read, 2, Duration::ZERO, &mut rng()),
+            p.decide(transient, Operation::Read, 2, Duration::ZERO, &mut rng()),
             Decision::Retry { .. }
         ));
         assert_eq!(
-            p.decide(THROTTLED, Operation::Read, 3, Duration::ZERO, &mut rng()),
+            p.decide(transient, Operation::Read, 3, Duration::ZERO, &mut rng()),
             Decision::Stop(StopReason::AttemptsExhausted)
         );
+        // Throttling keeps its attempts: only time bounds it.
+        assert!(matches!(
+            p.decide(THROTTLED, Operation::Read, 3, Duration::ZERO, &mut rng()),
+            Decision::Retry { .. }
+        ));
         assert_eq!(
             p.decide(
                 THROTTLED,

@@ -99,6 +99,9 @@ struct KnobArgs {
     /// Burst of the throttling bucket.
     #[arg(long, value_name = "N")]
     throttle_burst: Option<u32>,
+    /// Probability (0-1) that a call is refused with `Throttling.User` whatever the rate.
+    #[arg(long, value_name = "P")]
+    throttle_probability: Option<f64>,
     /// Probability (0-1) that a call fails with `ServiceUnavailable` or `InternalError`.
     #[arg(long, value_name = "P")]
     error_rate: Option<f64>,
@@ -138,6 +141,9 @@ impl KnobArgs {
         }
         if let Some(v) = self.throttle_burst {
             k.throttle_burst = v;
+        }
+        if let Some(v) = self.throttle_probability {
+            k.throttle_probability = v;
         }
         if let Some(v) = self.error_rate {
             k.error_rate = v;

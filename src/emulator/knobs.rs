@@ -30,6 +30,9 @@ pub struct Knobs {
     pub throttle_rate: Option<f64>,
     /// Burst of the throttling token bucket.
     pub throttle_burst: u32,
+    /// Probability (0–1) that a call is refused with `Throttling.User` whatever the rate: a
+    /// fixed share of throttled calls, for tests that want "30 % throttling".
+    pub throttle_probability: f64,
     /// Probability (0–1) that a call fails with `ServiceUnavailable` (503) or `InternalError`
     /// (500) before it touches the world.
     pub error_rate: f64,
@@ -49,6 +52,7 @@ impl Default for Knobs {
             consistency_window_ms: 0,
             throttle_rate: None,
             throttle_burst: 10,
+            throttle_probability: 0.0,
             error_rate: 0.0,
             latency_ms: 0,
         }
@@ -105,6 +109,12 @@ impl Knobs {
     }
 
     pub fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.throttle_probability) {
+            return Err(format!(
+                "`throttle_probability` {} is not between 0 and 1",
+                self.throttle_probability
+            ));
+        }
         if !(0.0..=1.0).contains(&self.error_rate) {
             return Err(format!(
                 "`error_rate` {} is not between 0 and 1",

@@ -321,6 +321,17 @@ async fn handle(
         }
     }
 
+    if knobs.throttle_probability > 0.0 {
+        let mut rng = shared.rng.lock().expect("rng lock");
+        if rng.random_bool(knobs.throttle_probability) {
+            let mut e = ApiError::bad(
+                "Throttling.User",
+                "Request was denied due to user flow control.",
+            );
+            e.retry_after_ms = Some(rng.random_range(100..=500));
+            return Err(e);
+        }
+    }
     if knobs.error_rate > 0.0 {
         let mut rng = shared.rng.lock().expect("rng lock");
         if rng.random_bool(knobs.error_rate) {
