@@ -150,16 +150,42 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     Ok(value)
 }
 
-/// The window of the latest `blocks` run (finished, failed or cancelled), if it recorded one.
+/// The window of the latest `blocks` run (finished, failed or cancelled), if it recorded one:
+/// from its start (less the margin, but never before the run before it ended, so two runs in
+/// quick succession do not share lines) to its end (plus the margin).
 fn blocks_window(env: &StageEnv) -> Option<LogWindow> {
-    let result = env.journal.with_log(|log| {
-        log.latest_stage(&StageId::Blocks.name())
-            .map(|(serial, r)| super::plan::LastRun::from_record(serial, r).result)
+    let name = StageId::Blocks.name();
+    // The blocks runs that recorded their times, latest first.
+    let runs: Vec<BlocksOutput> = env.journal.with_log(|log| {
+        log.entries()
+            .iter()
+            .rev()
+            .filter_map(|e| match &e.record {
+                crate::state::Record::Stage(r) if r.stage == name => Some(r),
+                _ => None,
+            })
+            .filter_map(|r| {
+                let result = r.outputs.get("result")?.clone();
+                serde_json::from_value::<BlocksOutput>(result).ok()
+            })
+            .filter(|o| o.started_at.is_some())
+            .take(2)
+            .collect()
+    });
+    // Only the latest record counts: an interrupted latest run (no times) has no window.
+    let latest = env.journal.with_log(|log| {
+        log.latest_stage(&name).and_then(|(serial, r)| {
+            let last = super::plan::LastRun::from_record(serial, r);
+            serde_json::from_value::<BlocksOutput>(last.result).ok()
+        })
     })?;
-    let out: BlocksOutput = serde_json::from_value(result).ok()?;
-    let started = out.started_at?;
-    let finished = out.finished_at.unwrap_or_else(chrono::Utc::now);
-    Some(LogWindow::around(started, finished))
+    let started = latest.started_at?;
+    let finished = latest.finished_at.unwrap_or_else(chrono::Utc::now);
+    let previous_end = runs
+        .iter()
+        .filter(|o| o.started_at < Some(started))
+        .find_map(|o| o.finished_at);
+    Some(LogWindow::around(started, finished, previous_end))
 }
 
 /// Fetches one node's filtered log (required) and metrics (if any); the bytes written.

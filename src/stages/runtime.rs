@@ -239,20 +239,25 @@ impl LogWindow {
     pub const MARGIN_BEFORE: std::time::Duration = std::time::Duration::from_secs(1);
     pub const MARGIN_AFTER: std::time::Duration = std::time::Duration::from_secs(6);
 
-    /// The window of a run that generated blocks from `started` to `finished`.
+    /// The window of a run that generated blocks from `started` to `finished`, starting no
+    /// earlier than `not_before` (when the run before it ended).
     pub fn around(
         started: chrono::DateTime<chrono::Utc>,
         finished: chrono::DateTime<chrono::Utc>,
+        not_before: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Self {
+        let since = started - Self::MARGIN_BEFORE;
         LogWindow {
-            since: started - Self::MARGIN_BEFORE,
+            since: not_before.map_or(since, |t| since.max(t)),
             until: finished + Self::MARGIN_AFTER,
         }
     }
 
-    /// `since` to the second, rounded down: `2026-03-04T08:53:44`.
+
+    /// `since` as the logs write times, to the nanosecond: `2026-03-04T08:53:44.123456789`
+    /// (a line of that very instant, `…44.123456789+00:00`, compares above it).
     pub fn since_text(&self) -> String {
-        self.since.format("%Y-%m-%dT%H:%M:%S").to_string()
+        self.since.format("%Y-%m-%dT%H:%M:%S%.9f").to_string()
     }
 
     /// `until` to the second, rounded up.
@@ -424,8 +429,15 @@ mod tests {
         )
         .unwrap();
         let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
-        let w = LogWindow::around(t("2026-03-04T08:10:01Z"), t("2026-03-04T08:11:55.5Z"));
-        assert_eq!(w.since_text(), "2026-03-04T08:10:00");
+        let w = LogWindow::around(t("2026-03-04T08:10:01Z"), t("2026-03-04T08:11:55.5Z"), None);
+        assert_eq!(w.since_text(), "2026-03-04T08:10:00.000000000");
+        // Never before the previous run ended.
+        let later = LogWindow::around(
+            t("2026-03-04T08:10:01Z"),
+            t("2026-03-04T08:11:55.5Z"),
+            Some(t("2026-03-04T08:10:00.5Z")),
+        );
+        assert_eq!(later.since_text(), "2026-03-04T08:10:00.500000000");
         assert_eq!(w.until_text(), "2026-03-04T08:12:02");
         std::fs::write(
             tmp.path().join("node0/log/metrics.log"),

@@ -202,6 +202,22 @@ fn one_apply_goes_from_an_empty_cloud_to_the_report_and_destroy_leaves_nothing()
     assert_eq!(coverage(&second), (8, 30), "only the run's own blocks");
     drop(spec_path);
 
+    // A node config override: the plan restarts the network from `nodes`, and shows the diff.
+    lab.spec(&format!(
+        "{}node:\n  config: {{ log_level: trace }}\n",
+        spec_yaml(30)
+    ));
+    let plan = lab.cfxm(&["plan", "-f", spec]).ok();
+    for line in [
+        "   > nodes         `config` changed",
+        "       --- conflux.toml (applied)",
+        "       -log_level=\"debug\"",
+        "       +log_level=\"trace\"",
+        "   > topology      `nodes` runs",
+    ] {
+        assert!(plan.stdout.contains(line), "{line}:\n{}", plan.stdout);
+    }
+
     // 4. An apply killed (SIGKILL) during `blocks` resumes at `blocks`.
     lab.spec(&spec_yaml(80));
     let log = std::fs::File::create(lab.path().join("killed.stderr")).unwrap();
