@@ -524,6 +524,41 @@ mod tests {
         assert!(listening_loopback().contains(&Ipv4Addr::LOCALHOST));
     }
 
+    #[tokio::test]
+    async fn a_read_only_cloud_never_writes_its_world_and_a_writable_one_keeps_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = crate::state::StateDir::new(tmp.path())
+            .spec(&crate::spec::SpecName::new("s"))
+            .unwrap();
+        let buckets = Arc::new(RateBuckets::new(Default::default()).unwrap());
+        let start = |read_only| {
+            LocalCloud::start(&state, buckets.clone(), RetryPolicy::default(), read_only).unwrap()
+        };
+        let cloud = start(true);
+        assert!(!cloud.regions().await.unwrap().is_empty());
+        drop(cloud);
+        assert!(!emulator_state_path(&state).exists());
+        let cloud = start(false);
+        assert!(emulator_state_path(&state).is_file());
+        // Account images get random ids in a fresh world: the same ids mean the same world.
+        let images = |c: &LocalCloud| -> Vec<String> {
+            let mut ids: Vec<String> = c
+                .emulator
+                .world()
+                .of_kind("image")
+                .map(|r| r.id.clone())
+                .collect();
+            ids.sort();
+            ids
+        };
+        let saved = images(&cloud);
+        drop(cloud);
+        let again = start(true);
+        assert_eq!(images(&again), saved, "the saved world is loaded");
+        std::fs::remove_file(emulator_state_path(&state)).unwrap();
+        assert_ne!(images(&start(true)), saved);
+    }
+
     #[test]
     fn the_key_is_fixed_and_public() {
         assert!(public_key().starts_with("ssh-ed25519 "));
