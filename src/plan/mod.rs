@@ -72,6 +72,9 @@ pub enum PlanError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     #[diagnostic(transparent)]
+    AwsSetup(#[from] crate::provider::aws::AwsSetupError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -198,12 +201,18 @@ pub fn providers_for(
                     )),
                 );
             }
-            crate::spec::CloudSettings::Aws(_) => {
-                return Err(PlanError::Unsupported {
-                    cloud: CloudKind::Aws,
-                    what: "plan/apply/destroy",
-                    help: "AWS hosts come with the AWS provider (issue 9); plan the Aliyun part alone meanwhile",
-                });
+            crate::spec::CloudSettings::Aws(a) => {
+                // EC2 throttles apart from Aliyun (and both have an `ap-southeast-1`): its own
+                // buckets, at the same rates.
+                let aws_buckets = Arc::new(RateBuckets::new(settings.rates)?);
+                let provider = crate::provider::aws::AwsProvider::for_spec(
+                    a,
+                    &cloud.regions,
+                    aws_buckets,
+                    settings.policy.clone(),
+                    settings.timing,
+                )?;
+                out.insert(CloudKind::Aws, Arc::new(provider));
             }
             crate::spec::CloudSettings::Local => {
                 return Err(PlanError::Unsupported {
