@@ -184,7 +184,7 @@ pub fn region(d: &RegionDiff<'_>) -> Result<Vec<Change>, PlanError> {
                 {
                     c.action = Action::Update;
                     c.reason = Some(format!(
-                        "it is {}; the network's default route must go through it",
+                        "the network's default route does not go through it ({})",
                         live.resource.status
                     ));
                 }

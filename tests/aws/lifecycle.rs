@@ -467,3 +467,166 @@ cloud:
     w.run("destroy", &spec, &["--auto-approve"]).await.ok();
     assert!(w.instances("us-east-1", &mine).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_planned_and_repaired_route_gateway_and_rules() {
+    let w = AwsWorld::start().await;
+    w.register_image("us-east-1", IMAGE).await;
+    let spec = w.spec(
+        "drift",
+        "name: drift
+owner: alice
+cloud:
+  aws:
+    ssh_key: keys/ssh-key.pem
+    network: { ssh_from: [203.0.113.7/32] }
+    instance_types:
+      - { name: m6i.2xlarge, nodes_per_host: 1 }
+    regions:
+      - { name: us-east-1, nodes: 2, zones: [us-east-1a] }
+",
+    );
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    let mine = cfxm_tags("alice", "drift");
+    let by_tags = Filter::tags(&mine);
+    let ec2 = w.ec2("us-east-1");
+    let vpc = ec2.describe_vpcs(&[], &by_tags).await.unwrap().remove(0);
+    let igw = ec2
+        .describe_internet_gateways(&[], &by_tags)
+        .await
+        .unwrap()
+        .remove(0);
+    let table = ec2.main_route_table(&vpc.id).await.unwrap().unwrap();
+    let sg = ec2
+        .describe_security_groups(&[], &by_tags)
+        .await
+        .unwrap()
+        .remove(0);
+
+    // Someone removes the default route and opens SSH to the world; an apply that died
+    // between CreateInternetGateway and AttachInternetGateway left a second, detached gateway.
+    ec2.delete_route(&table.id, "0.0.0.0/0").await.unwrap();
+    ec2.authorize_ingress(
+        &sg.id,
+        &[cfxm::provider::aws::IngressRule::tcp(
+            22,
+            22,
+            vec![cidr("0.0.0.0/0")],
+        )],
+    )
+    .await
+    .unwrap();
+    let stray = ec2.create_internet_gateway(&mine).await.unwrap();
+
+    let plan = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(plan.code, Some(2), "{}", plan.transcript());
+    let text = &plan.stdout;
+    assert!(
+        text.contains("~ internet_gateway")
+            && text.contains("the network's default route does not go through it"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("- internet_gateway/{}", stray.id)),
+        "{text}"
+    );
+    assert!(text.contains("~ security_group"), "{text}");
+    assert!(
+        text.contains("Plan: 0 to add, 2 to change, 1 to destroy."),
+        "{text}"
+    );
+
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    let table = ec2.main_route_table(&vpc.id).await.unwrap().unwrap();
+    assert_eq!(
+        table
+            .route_to("0.0.0.0/0")
+            .and_then(|r| r.gateway_id.clone()),
+        Some(igw.id.to_string())
+    );
+    let gateways = ec2.describe_internet_gateways(&[], &by_tags).await.unwrap();
+    assert_eq!(gateways.len(), 1);
+    assert_eq!(gateways[0].id, igw.id);
+    let sg = ec2
+        .describe_security_groups(&[], &by_tags)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(
+        sg.ingress
+            .iter()
+            .flat_map(|p| &p.ip_ranges)
+            .all(|r| r.cidr != "0.0.0.0/0"),
+        "{:?}",
+        sg.ingress
+    );
+    let again = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(again.code, Some(0), "{}", again.transcript());
+    assert_eq!(w.instances("us-east-1", &mine).await.len(), 2);
+
+    // `destroy --owner` on AWS: every spec of alice, nothing of bob's, alice2's or half-tagged.
+    let half: Tags = [("conflux-massive-test", "true"), ("user", "alice")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let mut decoys = Vec::new();
+    for (tags, block) in [
+        (cfxm_tags("bob", "drift"), "10.2.0.0/16"),
+        (cfxm_tags("alice2", "drift"), "10.3.0.0/16"),
+        (half, "10.4.0.0/16"),
+    ] {
+        decoys.extend(w.decoy("us-east-1", "us-east-1b", &tags, block).await);
+    }
+    // Another spec of alice's, in another region: also hers to destroy.
+    w.register_image("eu-west-1", IMAGE).await;
+    let elsewhere = cfxm_tags("alice", "elsewhere");
+    w.decoy("eu-west-1", "eu-west-1a", &elsewhere, "10.9.0.0/16")
+        .await;
+    let out = w
+        .cfxm(&[
+            "destroy",
+            "--owner",
+            "alice",
+            "--cloud",
+            "aws",
+            "--auto-approve",
+            "--poll-interval",
+            "100ms",
+        ])
+        .await
+        .ok();
+    assert!(
+        out.stdout.contains("Nothing tagged is left."),
+        "{}",
+        out.transcript()
+    );
+    assert!(w.instances("us-east-1", &mine).await.is_empty());
+    assert!(ec2.describe_vpcs(&[], &by_tags).await.unwrap().is_empty());
+    assert!(w.instances("eu-west-1", &elsewhere).await.is_empty());
+    assert!(
+        w.ec2("eu-west-1")
+            .describe_vpcs(&[], &Filter::tags(&elsewhere))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let q = cfxm::provider::aws::InstanceQuery {
+        filters: vec![Filter::new(
+            "instance-id",
+            decoys.iter().map(String::as_str),
+        )],
+        ..Default::default()
+    };
+    assert_eq!(
+        ec2.describe_instances(&q).await.unwrap().len(),
+        decoys.len()
+    );
+}

@@ -137,11 +137,21 @@ impl AwsProvider {
         timing: Timing,
     ) -> Result<Self, AwsSetupError> {
         let client = AwsClient::from_env()?;
-        let home = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
-            .map(RegionId::new);
-        Ok(Self::new(client, buckets, policy, timing).with_spec(settings, regions, home))
+        Ok(Self::new(client, buckets, policy, timing).with_spec(settings, regions, env_region()))
+    }
+
+    /// A provider with no spec (`destroy --owner`): credentials and endpoint from the
+    /// environment, `AWS_REGION`/`AWS_DEFAULT_REGION` (else `us-east-1`) as the home region.
+    pub fn from_env(
+        buckets: Arc<RateBuckets>,
+        policy: RetryPolicy,
+        timing: Timing,
+    ) -> Result<Self, AwsSetupError> {
+        let mut p = Self::new(AwsClient::from_env()?, buckets, policy, timing);
+        if let Some(home) = env_region() {
+            p.home = home;
+        }
+        Ok(p)
     }
 
     /// Takes the spec's volume settings and instance types; `home` (else the first region of
@@ -1732,6 +1742,14 @@ fn scope_filters(scope: &TagScope) -> Vec<Filter> {
             }
         })
         .collect()
+}
+
+/// The region the standard variables name, if any.
+fn env_region() -> Option<RegionId> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .map(RegionId::new)
 }
 
 /// The AWS partition of a region: `aws-cn` (China), `aws-us-gov` (GovCloud) or `aws`.
