@@ -215,3 +215,85 @@ placement: { backfill: false }
     let hosts = w.instances("us-east-1", &cfxm_tags("alice", "dry")).await;
     assert_eq!(hosts.len(), 1, "the host that was made is kept");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_refusing_its_subnet_fails_once_and_is_left_out_of_the_next_plan() {
+    let w = AwsWorld::start().await;
+    w.register_image("us-east-1", IMAGE).await;
+    // No `zones:`: every zone of the region that sells the type (moto: 1a-1d and 1f).
+    let spec = w.spec(
+        "bahrain",
+        "name: bahrain
+owner: alice
+cloud:
+  aws:
+    ssh_key: keys/ssh-key.pem
+    network: { ssh_from: [203.0.113.7/32] }
+    instance_types:
+      - { name: m6i.2xlarge, nodes_per_host: 1 }
+    regions:
+      - { name: us-east-1, nodes: 2 }
+",
+    );
+    w.proxy.inject(Fault {
+        action: "CreateSubnet",
+        when: vec![("AvailabilityZone", "us-east-1b")],
+        times: 100,
+        status: 400,
+        body: FaultBody::Ec2 {
+            code: "InvalidParameterValue",
+            message: "The requested availability zone us-east-1b is currently unavailable. Please choose another zone.",
+        },
+    });
+    let first = w
+        .run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await;
+    assert_eq!(first.code, Some(1), "{}", first.transcript());
+    let words = first
+        .stderr
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        + &first
+            .stdout
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+    assert!(
+        words.contains("the zone is unavailable"),
+        "{}",
+        first.transcript()
+    );
+    assert_eq!(w.proxy.recorded_actions("RunInstances").len(), 0);
+
+    let plan = w.run("plan", &spec, &["--only", "infra"]).await.ok();
+    let all = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(
+        all.contains("zone `us-east-1b` is left out"),
+        "{}",
+        plan.transcript()
+    );
+    assert!(!plan.stdout.contains("us-east-1b 10."), "{}", plan.stdout);
+
+    w.run("apply", &spec, &["--only", "infra", "--auto-approve"])
+        .await
+        .ok();
+    let hosts = w
+        .instances("us-east-1", &cfxm_tags("alice", "bahrain"))
+        .await;
+    assert_eq!(hosts.len(), 2);
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h.zone.as_ref().map(|z| z.as_str()) != Some("us-east-1b"))
+    );
+    assert_eq!(
+        w.proxy
+            .recorded_actions("CreateSubnet")
+            .iter()
+            .filter(|r| r.get("AvailabilityZone") == Some("us-east-1b"))
+            .count(),
+        1,
+        "the refused zone is not asked again"
+    );
+}
