@@ -374,11 +374,19 @@ pub async fn prepare_destroy(
                         req.settings.timing,
                     ))
                 }
+                CloudKind::Aws => Arc::new(
+                    crate::provider::aws::AwsProvider::from_env(
+                        buckets,
+                        req.settings.policy.clone(),
+                        req.settings.timing,
+                    )
+                    .map_err(PlanError::from)?,
+                ),
                 other => {
                     return Err(PlanError::Unsupported {
                         cloud: other,
                         what: "destroy --owner",
-                        help: "only Aliyun is supported so far",
+                        help: "only Aliyun and AWS are supported so far",
                     }
                     .into());
                 }

@@ -19,7 +19,8 @@ use crate::spec::{self, CloudKind, Owner};
 #[command(after_help = "Examples:
   cfxm destroy -f specs/latency-1k.yaml --dry-run     # list what would go
   cfxm destroy -f specs/latency-1k.yaml --auto-approve
-  cfxm destroy --owner alice                          # every spec of alice, every region")]
+  cfxm destroy --owner alice                          # every spec of alice, every region
+  cfxm destroy --owner alice --cloud aws              # the same on AWS")]
 pub struct DestroyArgs {
     #[command(flatten)]
     spec: SpecArg,
@@ -30,6 +31,10 @@ pub struct DestroyArgs {
     /// `alice2`.
     #[arg(long, value_name = "NAME")]
     owner: Option<String>,
+    /// With `--owner`: the cloud to search, every region of it (credentials from its standard
+    /// variables).
+    #[arg(long, value_enum, default_value_t = OwnerCloud::Aliyun, requires = "owner")]
+    cloud: OwnerCloud,
     /// List what would be destroyed, and stop.
     #[arg(long)]
     dry_run: bool,
@@ -46,6 +51,13 @@ pub struct DestroyArgs {
     tuning: TuningArgs,
 }
 
+/// The clouds `destroy --owner` can search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OwnerCloud {
+    Aliyun,
+    Aws,
+}
+
 pub fn run(args: DestroyArgs) -> ExitCode {
     let target = match &args.owner {
         Some(owner) => {
@@ -58,7 +70,10 @@ pub fn run(args: DestroyArgs) -> ExitCode {
             }
             DestroyTarget::Owner {
                 owner: Owner::new(owner),
-                cloud: CloudKind::Aliyun,
+                cloud: match args.cloud {
+                    OwnerCloud::Aliyun => CloudKind::Aliyun,
+                    OwnerCloud::Aws => CloudKind::Aws,
+                },
             }
         }
         None => match spec::load(&args.spec.spec) {

@@ -461,11 +461,25 @@ impl Live {
                 duplicate: i > 0,
             });
         }
-        for g in of(Kind::Gateway) {
+        // Gateways (AWS): the spec's is the one attached to the main network; one attached
+        // nowhere (an apply died between create and attach) or to another network is left over.
+        let mut gateways: Vec<&LiveResource> = of(Kind::Gateway).collect();
+        gateways.sort_by(|a, b| (!in_main(a), &a.id).cmp(&(!in_main(b), &b.id)));
+        let main_gw = gateways
+            .first()
+            .filter(|g| in_main(g))
+            .map(|g| g.id.clone());
+        for g in gateways {
+            let canonical = Some(&g.id) == main_gw.as_ref();
+            let address = if canonical {
+                addr(&[noun(Kind::Gateway)])
+            } else {
+                addr(&[noun(Kind::Gateway), &g.id])
+            };
             out.push(Addressed {
-                address: addr(&[noun(Kind::Gateway)]),
+                address,
                 resource: g.clone(),
-                duplicate: false,
+                duplicate: !canonical,
             });
         }
         out

@@ -6,6 +6,7 @@
 //!   the spec's `network.create` allows it;
 //! - a network or subnet whose block differs, or a key pair whose fingerprint is not the spec
 //!   key's, is replaced; what lives inside a replaced resource is replaced with it;
+//! - a gateway (AWS) not routing the network's default route is updated in place (route added);
 //! - a security group whose rules differ from the spec (peer rules apart) is updated in place:
 //!   missing rules authorized, foreign ones revoked (original-tool.md §5.4: rules were never
 //!   checked);
@@ -175,6 +176,18 @@ pub fn region(d: &RegionDiff<'_>) -> Result<Vec<Change>, PlanError> {
                 let (action, reason) = compare(&want.attrs, &live.resource.attrs);
                 c.action = action;
                 c.reason = reason;
+                // A gateway attached to the network but without the default route through it
+                // (an apply died between the two) is repaired in place.
+                if kind == Kind::Gateway
+                    && c.action == Action::NoOp
+                    && !live.resource.status.eq_ignore_ascii_case("available")
+                {
+                    c.action = Action::Update;
+                    c.reason = Some(format!(
+                        "the network's default route does not go through it ({})",
+                        live.resource.status
+                    ));
+                }
                 // What lives in a replaced network goes with it.
                 let cascade = match kind {
                     Kind::Subnet | Kind::SecurityGroup | Kind::Peers | Kind::Gateway => {
@@ -250,9 +263,11 @@ pub fn region(d: &RegionDiff<'_>) -> Result<Vec<Change>, PlanError> {
         .addressed
         .iter()
         .filter(|a| {
+            // The gateway too: hosts with public addresses keep it attached (EC2 refuses to
+            // detach it before they are gone).
             matches!(
                 a.resource.kind,
-                Kind::Subnet | Kind::SecurityGroup | Kind::KeyPair
+                Kind::Gateway | Kind::Subnet | Kind::SecurityGroup | Kind::KeyPair
             )
         })
         .map(|a| a.address.clone())

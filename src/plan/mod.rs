@@ -72,6 +72,9 @@ pub enum PlanError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     #[diagnostic(transparent)]
+    AwsSetup(#[from] crate::provider::aws::AwsSetupError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -204,12 +207,18 @@ pub fn providers_for(
                     )),
                 );
             }
-            crate::spec::CloudSettings::Aws(_) => {
-                return Err(PlanError::Unsupported {
-                    cloud: CloudKind::Aws,
-                    what: "plan/apply/destroy",
-                    help: "AWS hosts come with the AWS provider (issue 9); plan the Aliyun part alone meanwhile",
-                });
+            crate::spec::CloudSettings::Aws(a) => {
+                // EC2 throttles apart from Aliyun (and both have an `ap-southeast-1`): its own
+                // buckets, at the same rates.
+                let aws_buckets = Arc::new(RateBuckets::new(settings.rates)?);
+                let provider = crate::provider::aws::AwsProvider::for_spec(
+                    a,
+                    &cloud.regions,
+                    aws_buckets,
+                    settings.policy.clone(),
+                    settings.timing,
+                )?;
+                out.insert(CloudKind::Aws, Arc::new(provider));
             }
             // Started by `Context::new`, which knows the spec's state directory (where the
             // local cloud keeps its world and its slots): `crate::local::LocalCloud::start`.
@@ -384,12 +393,26 @@ pub fn compute(
             let empty = discover::RegionLive::default();
             let region_live = live.regions.get(&key).unwrap_or(&empty);
             let addressed = live.addressed(&key, provider.as_ref());
+            let usable = usable_zones(
+                log,
+                &key,
+                region,
+                region_live,
+                &addressed,
+                provider.as_ref(),
+            );
+            for z in &usable.left_out {
+                warnings.push(format!(
+                    "{key}: zone `{z}` is left out: an earlier apply could not create its {} there (no capacity, or the zone is unavailable); name it in the region's `zones:` to try it again",
+                    provider.noun(Kind::Subnet)
+                ));
+            }
             let want = desired::region(&desired::RegionInput {
                 spec,
                 view: &view,
                 provider: provider.as_ref(),
                 region,
-                live: region_live,
+                live: usable.live.as_ref().unwrap_or(region_live),
                 addressed: &addressed,
                 public_key: &public_key,
                 backfill_nodes: backfill.get(&region.id).copied().unwrap_or(0),
@@ -627,6 +650,72 @@ pub fn compute(
         warnings,
         pending,
     })
+}
+
+/// A region's zones for the desired graph, and those left out of them.
+struct UsableZones {
+    /// The region's live view with the left-out zones removed, when there are any.
+    live: Option<discover::RegionLive>,
+    left_out: Vec<ZoneId>,
+}
+
+/// Zones the spec lets cfxm choose (`zones:` not given) whose subnet does not exist and whose
+/// last create call failed for lack of capacity: the cloud refused the zone itself (AWS's
+/// "zone unavailable", original-tool.md §4.2, which the original skipped during its infra
+/// phase). They are left out until the spec names them; zones the spec names are always kept.
+fn usable_zones(
+    log: &JournalLog,
+    key: &RegionKey,
+    region: &crate::spec::Region,
+    live: &discover::RegionLive,
+    addressed: &[discover::Addressed],
+    provider: &dyn Provider,
+) -> UsableZones {
+    let none = UsableZones {
+        live: None,
+        left_out: Vec::new(),
+    };
+    let Some(offers) = live.zones.as_ref().filter(|_| region.zones.is_empty()) else {
+        return none;
+    };
+    let refused = |zone: &ZoneId| {
+        let address = desired::address(
+            key.cloud,
+            &key.region,
+            &[provider.noun(Kind::Subnet), zone.as_str()],
+        );
+        let exists = addressed.iter().any(|a| a.address == address);
+        let last = log
+            .intents_for(&address)
+            .filter(|(_, i)| i.action.starts_with("Create"))
+            .last();
+        !exists
+            && last.is_some_and(|(serial, _)| {
+                matches!(
+                    log.outcome_of(serial),
+                    Some(OutcomeResult::Failed {
+                        class: crate::state::FailureClass::NoCapacity,
+                        ..
+                    })
+                )
+            })
+    };
+    let left_out: Vec<ZoneId> = offers
+        .iter()
+        .map(|o| o.zone.clone())
+        .filter(|z| refused(z))
+        .collect();
+    if left_out.is_empty() {
+        return none;
+    }
+    let mut kept = live.clone();
+    if let Some(zones) = kept.zones.as_mut() {
+        zones.retain(|o| !left_out.contains(&o.zone));
+    }
+    UsableZones {
+        live: Some(kept),
+        left_out,
+    }
 }
 
 fn peers_compare(want: &Attrs, have: &Attrs) -> (Action, Option<String>) {

@@ -11,6 +11,7 @@ use cfxm::provider::aws::{AwsClient, Credentials, Endpoint, Secret};
 use serde::Deserialize;
 
 use crate::moto::Moto;
+use crate::world::{AwsWorld, IMAGE};
 use crate::{install_crypto, region};
 
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
@@ -74,15 +75,12 @@ struct AccessKey {
     secret: String,
 }
 
-#[tokio::test]
-async fn signatures_are_checked_and_a_wrong_secret_fails_clearly() {
-    install_crypto();
-    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
-    let url = moto.url();
-
-    iam(&url, &[("Action", "CreateUser"), ("UserName", "cfxm")]).await;
+/// Spends moto's three unauthenticated requests on an IAM user with an `ec2:*` policy and an
+/// access key; returns the key (id, secret). Every later request must be signed with it.
+pub async fn bootstrap_key(url: &str) -> (String, String) {
+    iam(url, &[("Action", "CreateUser"), ("UserName", "cfxm")]).await;
     iam(
-        &url,
+        url,
         &[
             ("Action", "PutUserPolicy"),
             ("UserName", "cfxm"),
@@ -94,9 +92,18 @@ async fn signatures_are_checked_and_a_wrong_secret_fails_clearly() {
         ],
     )
     .await;
-    let created = iam(&url, &[("Action", "CreateAccessKey"), ("UserName", "cfxm")]).await;
+    let created = iam(url, &[("Action", "CreateAccessKey"), ("UserName", "cfxm")]).await;
     let key: CreateAccessKeyResponse = quick_xml::de::from_str(&created).unwrap();
     let AccessKey { id, secret } = key.result.key;
+    (id, secret)
+}
+
+#[tokio::test]
+async fn signatures_are_checked_and_a_wrong_secret_fails_clearly() {
+    install_crypto();
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
+    let url = moto.url();
+    let (id, secret) = bootstrap_key(&url).await;
 
     // The right secret works.
     let good = AwsClient::new(
@@ -187,4 +194,64 @@ async fn signatures_are_checked_and_a_wrong_secret_fails_clearly() {
         file.display()
     );
     assert!(text.ends_with(&fix), "{text}");
+}
+
+/// Through the binary: with signature checking on, `cfxm plan` works with the right secret and
+/// fails with a wrong one, naming the cause and where the credentials came from, without the
+/// secret, after reads only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cfxm_plan_with_a_wrong_secret_fails_with_a_clear_message() {
+    install_crypto();
+    let mut env = vec![("INITIAL_NO_AUTH_ACTION_COUNT", "3")];
+    env.extend_from_slice(crate::world::MOTO_ENV);
+    let moto = Moto::start_with(&env);
+    let (id, secret) = bootstrap_key(&moto.url()).await;
+    let mut w = AwsWorld::with_moto(moto, &id, &secret).await;
+    w.register_image("us-east-1", IMAGE).await;
+    let spec = w.spec(
+        "signed",
+        "name: signed
+owner: alice
+cloud:
+  aws:
+    ssh_key: keys/ssh-key.pem
+    network: { ssh_from: [203.0.113.7/32] }
+    instance_types:
+      - { name: m6i.2xlarge, nodes_per_host: 1 }
+    regions:
+      - { name: us-east-1, nodes: 1 }
+",
+    );
+    let good = w
+        .run("plan", &spec, &["--only", "infra", "--detailed-exitcode"])
+        .await;
+    assert_eq!(good.code, Some(2), "{}", good.transcript());
+
+    w.secret = "not-the-secret-0123".into();
+    let bad = w.run("plan", &spec, &["--only", "infra"]).await;
+    assert_eq!(bad.code, Some(1), "{}", bad.transcript());
+    assert!(bad.stdout.is_empty(), "{}", bad.transcript());
+    // miette wraps at the terminal width: compare the words.
+    let words = bad
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needle in [
+        "failed with `AuthFailure`",
+        "AWS was not able to validate the provided access credentials",
+        "check the AWS credentials (these came from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` from the environment)",
+    ] {
+        assert!(words.contains(needle), "{needle}: {}", bad.transcript());
+    }
+    assert!(!bad.stderr.contains("not-the-secret"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains(&secret), "{}", bad.stderr);
+    // A failed plan changes nothing.
+    assert!(
+        w.proxy
+            .recorded()
+            .iter()
+            .all(|r| r.action.starts_with("Describe")),
+    );
 }

@@ -1,13 +1,18 @@
 //! The AWS area: the EC2 client (`cfxm::provider::aws`) against a real `moto_server` from the
 //! test venv, with a fault-injecting proxy for the errors moto cannot produce, and moto's own
-//! IAM signature checking for SigV4.
+//! IAM signature checking for SigV4; then the built `cfxm` (plan, apply, destroy) on AWS alone
+//! and beside the Aliyun emulator in one spec (`world` is that harness).
 
 mod auth;
 mod faults;
 mod instances;
+mod lifecycle;
+mod mixed;
 mod moto;
 mod network;
+mod placement;
 mod proxy;
+mod world;
 
 use cfxm::provider::aws::{AwsClient, Credentials, Endpoint, Secret, Tags};
 use cfxm::spec::{Cidr, RegionId};

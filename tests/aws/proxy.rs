@@ -18,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub action: String,
+    /// The region of the signature's credential scope (how moto routes, too).
+    pub region: String,
     pub params: Vec<(String, String)>,
 }
 
@@ -68,6 +70,9 @@ pub enum FaultBody {
     },
     /// Not XML at all (a load balancer's page).
     Raw(&'static str),
+    /// Passed to moto (so the call takes effect), but the answer never comes back: the client
+    /// is left waiting, as when it dies during the call.
+    ForwardThenHang,
 }
 
 struct ProxyState {
@@ -109,6 +114,11 @@ impl Proxy {
         self.state.faults.lock().unwrap().push(fault);
     }
 
+    /// Lets everything through again.
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().unwrap().clear();
+    }
+
     /// Requests seen so far (faulted ones included).
     pub fn recorded(&self) -> Vec<Recorded> {
         self.state.log.lock().unwrap().clone()
@@ -148,7 +158,18 @@ async fn handle(
         .find(|(n, _)| n == "Action")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let recorded = Recorded { action, params };
+    let region = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or_default()
+        .to_string();
+    let recorded = Recorded {
+        action,
+        region,
+        params,
+    };
 
     let fault = {
         let mut faults = state.faults.lock().unwrap();
@@ -176,14 +197,31 @@ async fn handle(
                 (status, [("content-type", "text/xml;charset=UTF-8")], body).into_response()
             }
             FaultBody::Raw(text) => (status, [("content-type", "text/html")], text).into_response(),
+            FaultBody::ForwardThenHang => {
+                let _ = forward(&state, method, uri, &headers, body).await;
+                std::future::pending::<()>().await;
+                unreachable!("pending never resolves")
+            }
         };
     }
+    forward(&state, method, uri, &headers, body).await
+}
 
+async fn forward(
+    state: &ProxyState,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let mut forward = state
         .http
         .request(method, format!("{}{}", state.upstream, uri))
         .body(body);
+    // The signed headers as signed: `host` too, or moto (with signature checking on) would
+    // see the proxy's address in place of the one the client signed.
     for name in [
+        "host",
         "authorization",
         "x-amz-date",
         "x-amz-security-token",

@@ -108,6 +108,9 @@ pub struct KeyPair {
     pub id: Option<KeyPairId>,
     #[serde(rename = "keyFingerprint", default)]
     pub fingerprint: String,
+    /// The OpenSSH public key line, when asked for (`IncludePublicKey`).
+    #[serde(rename = "publicKey")]
+    pub public_key: Option<String>,
     #[serde(rename = "tagSet", default, deserialize_with = "tag_set")]
     pub tags: Tags,
 }
@@ -479,6 +482,20 @@ impl Ec2 {
     ) -> Result<Vec<KeyPair>, AwsError> {
         let mut p = Params::new("DescribeKeyPairs");
         p.list("KeyName", names).filters(filters);
+        self.call::<DescribeKeyPairsResponse>(&p)
+            .await
+            .map(|r| r.keys)
+    }
+
+    /// Key pairs matching `filters`, each with its public key (`IncludePublicKey=true`), so a
+    /// caller can compare keys rather than fingerprints (whose algorithm differs by key type,
+    /// and between AWS and moto).
+    pub async fn describe_key_pairs_with_keys(
+        &self,
+        filters: &[Filter],
+    ) -> Result<Vec<KeyPair>, AwsError> {
+        let mut p = Params::new("DescribeKeyPairs");
+        p.set("IncludePublicKey", true).filters(filters);
         self.call::<DescribeKeyPairsResponse>(&p)
             .await
             .map(|r| r.keys)

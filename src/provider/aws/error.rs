@@ -205,7 +205,9 @@ impl AwsErrorDetail {
                         .into()
                 }
                 Some(Shortage::Zone) => {
-                    "the zone is unavailable; leave it out (list the region's other `zones:`)"
+                    "the zone is unavailable; cfxm places in the region's other zones, and the \
+                     next plan leaves out a zone it chose whose subnet was refused (list the \
+                     region's `zones:` to rule it out yourself)"
                         .into()
                 }
                 Some(Shortage::SubnetAddresses) => {

@@ -5,11 +5,15 @@
 //! - `client`: [`AwsClient`] (shared HTTP pool, endpoint, credentials) and per-region [`Ec2`]
 //!   handles that sign, send, decode XML and follow `NextToken`;
 //! - `network`, `compute`, `tags`: the typed actions, as methods of [`Ec2`];
-//! - `error`: [`AwsError`] and [`classify`], the one mapping of EC2 codes to [`ErrorClass`].
+//! - `error`: [`AwsError`] and [`classify`], the one mapping of EC2 codes to [`ErrorClass`];
+//! - `fingerprint`: [`key_fingerprint`], EC2's fingerprint of an imported public key;
+//! - `reconcile`: [`AwsProvider`], the reconciler's `Provider` over all of the above (kinds,
+//!   tags in every create, discovery by tags, placement fallbacks, journaled mutations).
 //!
 //! Endpoints: AWS by default, or one URL for every region from `AWS_ENDPOINT_URL_EC2` /
-//! `AWS_ENDPOINT_URL` (moto in the tests). This module holds no retry logic and no placement
-//! logic; it reports each call's outcome, classified, and the reconciler decides.
+//! `AWS_ENDPOINT_URL` (moto in the tests). The client layer holds no retry logic and no
+//! placement logic; it reports each call's outcome, classified; `reconcile` paces and retries
+//! under the apply's policy, and the reconciler decides.
 //!
 //! [`ErrorClass`]: crate::provider::ErrorClass
 
@@ -17,7 +21,9 @@ mod client;
 mod compute;
 pub mod credentials;
 mod error;
+mod fingerprint;
 mod network;
+mod reconcile;
 pub mod sigv4;
 mod tags;
 mod types;
@@ -29,10 +35,12 @@ pub use compute::{
 };
 pub use credentials::{CredentialSource, Credentials, CredentialsError, Secret};
 pub use error::{AwsError, AwsErrorDetail, Shortage, classify};
+pub use fingerprint::key_fingerprint;
 pub use network::{
     GatewayAttachment, IngressRule, InternetGateway, IpPermission, IpRange, Route, RouteTable,
     RouteTableAssociation, SecurityGroup, Subnet, Vpc,
 };
+pub use reconcile::AwsProvider;
 pub use tags::TagDescription;
 pub use types::{
     ClientToken, Filter, ImageId, InstanceId, InternetGatewayId, KeyName, KeyPairId, RouteTableId,

@@ -179,6 +179,27 @@ impl IngressRule {
     }
 }
 
+impl Params {
+    /// `IpPermissions.N.*`: one permission per rule, one range per source; descriptions only
+    /// where they are wanted (revokes match rules without them).
+    fn ip_permissions(&mut self, rules: &[IngressRule], descriptions: bool) -> &mut Self {
+        for (i, rule) in rules.iter().enumerate() {
+            let n = i + 1;
+            self.set(format!("IpPermissions.{n}.IpProtocol"), &rule.protocol)
+                .set(format!("IpPermissions.{n}.FromPort"), rule.from_port)
+                .set(format!("IpPermissions.{n}.ToPort"), rule.to_port);
+            for (j, source) in rule.sources.iter().enumerate() {
+                let m = j + 1;
+                self.set(format!("IpPermissions.{n}.IpRanges.{m}.CidrIp"), source);
+                if let Some(d) = rule.description.as_ref().filter(|_| descriptions) {
+                    self.set(format!("IpPermissions.{n}.IpRanges.{m}.Description"), d);
+                }
+            }
+        }
+        self
+    }
+}
+
 // --- responses -------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -412,6 +433,22 @@ impl Ec2 {
         acknowledged(self, "CreateRoute", ack)
     }
 
+    /// Points the existing route for `destination` in `table` at `gateway` (a default route
+    /// left pointing at a deleted gateway is a `blackhole`; CreateRoute refuses to add another).
+    pub async fn replace_route(
+        &self,
+        table: &RouteTableId,
+        destination: &str,
+        gateway: &InternetGatewayId,
+    ) -> Result<(), AwsError> {
+        let mut p = Params::new("ReplaceRoute");
+        p.set("RouteTableId", table)
+            .set("DestinationCidrBlock", destination)
+            .set("GatewayId", gateway);
+        let ack = self.call(&p).await?;
+        acknowledged(self, "ReplaceRoute", ack)
+    }
+
     pub async fn delete_route(
         &self,
         table: &RouteTableId,
@@ -482,25 +519,25 @@ impl Ec2 {
         rules: &[IngressRule],
     ) -> Result<(), AwsError> {
         let mut p = Params::new("AuthorizeSecurityGroupIngress");
-        p.set("GroupId", group);
-        for (i, rule) in rules.iter().enumerate() {
-            let n = i + 1;
-            p.set(format!("IpPermissions.{n}.IpProtocol"), &rule.protocol)
-                .set(format!("IpPermissions.{n}.FromPort"), rule.from_port)
-                .set(format!("IpPermissions.{n}.ToPort"), rule.to_port);
-            for (j, source) in rule.sources.iter().enumerate() {
-                let m = j + 1;
-                p.set(format!("IpPermissions.{n}.IpRanges.{m}.CidrIp"), source);
-                if let Some(d) = &rule.description {
-                    p.set(format!("IpPermissions.{n}.IpRanges.{m}.Description"), d);
-                }
-            }
-        }
+        p.set("GroupId", group).ip_permissions(rules, true);
         match self.call::<Acknowledged>(&p).await {
             Ok(ack) => acknowledged(self, "AuthorizeSecurityGroupIngress", ack),
             Err(e) if e.code == "InvalidPermission.Duplicate" => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Removes ingress rules from `group` (matched on protocol, ports and source; descriptions
+    /// are not part of a rule's identity). `InvalidPermission.NotFound` when one is absent.
+    pub async fn revoke_ingress(
+        &self,
+        group: &SecurityGroupId,
+        rules: &[IngressRule],
+    ) -> Result<(), AwsError> {
+        let mut p = Params::new("RevokeSecurityGroupIngress");
+        p.set("GroupId", group).ip_permissions(rules, false);
+        let ack = self.call(&p).await?;
+        acknowledged(self, "RevokeSecurityGroupIngress", ack)
     }
 
     pub async fn describe_security_groups(
