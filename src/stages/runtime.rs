@@ -253,7 +253,6 @@ impl LogWindow {
         }
     }
 
-
     /// `since` as the logs write times, to the nanosecond: `2026-03-04T08:53:44.123456789`
     /// (a line of that very instant, `…44.123456789+00:00`, compares above it).
     pub fn since_text(&self) -> String {
