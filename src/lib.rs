@@ -19,6 +19,8 @@
 //! | [`devnode`] | the stand-in Conflux node: config keys, JSON-RPC, peer gossip, the log lines |
 //! | [`analyze`] | node logs → latency statistics, the original's table, `report.{txt,json,md}` and plots |
 //! | [`emulator`] | the built-in Aliyun-compatible cloud (ECS + VPC over HTTP), in-process or `cfxm emulator serve` |
+//! | [`local`] | the local cloud: the emulator in-process under the state dir, instances backed by host slots |
+//! | [`show`] | what a spec has now: hosts found by tags beside the inventory, nodes, stage records, runs, the last report |
 //!
 //! Libraries never print: they return values or emit events, and `cli` draws them.
 
@@ -28,9 +30,11 @@ pub mod cli;
 pub mod devnode;
 pub mod discover;
 pub mod emulator;
+pub mod local;
 pub mod plan;
 pub mod provider;
 pub mod render;
+pub mod show;
 pub mod spec;
 pub mod ssh;
 pub mod stages;

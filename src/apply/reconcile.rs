@@ -210,6 +210,8 @@ pub struct ApplyResult {
     pub backfill: Vec<BackfillMove>,
     /// Stages that failed while later stages still ran (collect after blocks).
     pub stage_failures: Vec<(Address, String)>,
+    /// The latency report, when the `report` stage ran in this apply.
+    pub latency: Option<crate::stages::report::ReportOutput>,
 }
 
 impl ApplyResult {
@@ -281,6 +283,7 @@ struct Run {
     summaries: Mutex<Vec<HostsSummary>>,
     moves: Mutex<Vec<BackfillMove>>,
     stage_failures: Mutex<Vec<(Address, String)>>,
+    latency: Mutex<Option<crate::stages::report::ReportOutput>>,
 }
 
 /// Re-issues every journaled call that has no outcome, when its action is idempotent by client
@@ -433,6 +436,7 @@ pub async fn execute(
         summaries: Mutex::new(Vec::new()),
         moves: Mutex::new(Vec::new()),
         stage_failures: Mutex::new(Vec::new()),
+        latency: Mutex::new(None),
     });
     let executor = Executor::new(reporter)
         .parallelism(opts.parallelism)
@@ -455,12 +459,14 @@ pub async fn execute(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let latency = run.latency.lock().unwrap_or_else(|e| e.into_inner()).take();
     Ok(ApplyResult {
         graph,
         report,
         hosts,
         backfill,
         stage_failures,
+        latency,
     })
 }
 
@@ -1069,7 +1075,13 @@ async fn run_stage(run: &Run, c: &Change, ctx: &StepContext) -> Result<StepOutpu
             )
         })?;
     match outcome.outcome {
-        Ok(_) => Ok(StepOutput::Stage { failed: None }),
+        Ok(value) => {
+            if id == StageId::Report {
+                *run.latency.lock().unwrap_or_else(|e| e.into_inner()) =
+                    serde_json::from_value(value).ok();
+            }
+            Ok(StepOutput::Stage { failed: None })
+        }
         Err(f) => {
             let error = f.error.to_string();
             // A stage whose every dependent in the plan runs after failures (blocks → collect)

@@ -61,6 +61,12 @@ pub enum CommandError {
         what: &'static str,
         source: crate::provider::aliyun::SetupError,
     },
+    #[error("{problem}")]
+    #[diagnostic(
+        code(cfxm::destroy::slots),
+        help("the local cloud's slots are under `state/<spec>/slots/`; run `cfxm destroy` again")
+    )]
+    Slots { problem: String },
 }
 
 /// What `cfxm plan` works from.
@@ -78,7 +84,11 @@ pub async fn plan(
     req: PlanRequest,
     on_discover: &(dyn Fn(Event) + Send + Sync),
 ) -> Result<Plan, CommandError> {
-    let ctx = Context::new(req.spec, &req.state_dir, &req.settings)?;
+    let settings = Settings {
+        read_only: true,
+        ..req.settings
+    };
+    let ctx = Context::new(req.spec, &req.state_dir, &settings)?;
     let live = discover::live(&ctx.discovery(), on_discover).await?;
     let selection = Selection::parse(&req.only, &req.skip, &ctx.selectable_regions(&live))
         .map_err(PlanError::from)?;
@@ -170,6 +180,7 @@ pub async fn prepare_apply(
     cancel: &Cancel,
 ) -> Result<PreparedApply, CommandError> {
     let ctx = Context::new(req.plan.spec, &req.plan.state_dir, &req.plan.settings)?;
+    let options = local_timing(&ctx.spec, req.options);
     let lock = ctx.state.lock("cfxm apply")?;
     let journal = ctx.state.journal(&lock)?;
     let mut recovery = Recovery {
@@ -222,8 +233,19 @@ pub async fn prepare_apply(
         lock: Arc::new(lock),
         journal,
         stages: req.plan.stages,
-        options: req.options,
+        options,
     })
+}
+
+/// A local cloud's hosts "boot" at once: look at them every 100 ms, not every few seconds.
+fn local_timing(spec: &Spec, mut options: ApplyOptions) -> ApplyOptions {
+    if spec.clouds.iter().any(|c| c.kind() == CloudKind::Local) {
+        options.hosts.poll = options
+            .hosts
+            .poll
+            .min(std::time::Duration::from_millis(100));
+    }
+    options
 }
 
 impl PreparedApply {
@@ -317,7 +339,7 @@ pub async fn prepare_destroy(
                     journal,
                 }],
                 request,
-                options: req.options,
+                options: local_timing(&ctx.spec, req.options),
             })
         }
         DestroyTarget::Owner { owner, cloud } => {
@@ -486,6 +508,14 @@ impl PreparedDestroy {
             }
             let inv = crate::state::Inventory::new(unit.target.name.clone(), chrono::Utc::now());
             unit.target.state.write_inventory(&unit.lock, &inv)?;
+            // The local cloud's hosts are gone, and with them their slots; whatever slot is
+            // left (an apply killed between creating one and recording its host) goes too,
+            // its devnodes stopped first.
+            if unit.target.providers.contains_key(&CloudKind::Local) {
+                crate::local::remove_slots(&unit.target.state, &unit.target.stage_options)
+                    .await
+                    .map_err(|problem| CommandError::Slots { problem })?;
+            }
         }
         Ok(Ok(()))
     }

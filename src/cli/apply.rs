@@ -142,6 +142,9 @@ pub fn run(args: ApplyArgs) -> ExitCode {
         Ok(result) => {
             eprint!("{}", progress::failures(&result));
             print!("{}", progress::report(&result, "Apply"));
+            if let Some(latency) = &result.latency {
+                print!("{}", progress::latency(latency));
+            }
             if result.is_success() {
                 ExitCode::SUCCESS
             } else {

@@ -127,22 +127,26 @@ pub fn run(args: DestroyArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     print!("{}", render::plans(&plans, args.format.render(), style));
-    if prepared.is_empty() || args.dry_run {
+    if args.dry_run {
         return ExitCode::SUCCESS;
     }
-    match progress::confirm("destroy all of the above", args.auto_approve) {
-        Ok(true) => {}
-        Ok(false) => {
-            eprintln!("Destroy cancelled: nothing was changed.");
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
+    // With nothing tagged, there is nothing to confirm; the check below still runs (and
+    // clears a local cloud's leftover slots).
+    if !prepared.is_empty() {
+        match progress::confirm("destroy all of the above", args.auto_approve) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("Destroy cancelled: nothing was changed.");
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
         }
     }
     let mut ok = true;
-    for unit in &prepared.units {
+    for unit in prepared.units.iter().filter(|u| !u.plan.is_noop()) {
         ui.begin(&crate::apply::steps(&unit.plan));
         match runtime.block_on(prepared.execute(unit, ui.clone(), cancel.clone())) {
             Err(e) => {

@@ -15,6 +15,7 @@ mod plan;
 mod progress;
 mod report;
 mod schema;
+mod show;
 mod validate;
 
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ enum Command {
     Apply(Box<apply::ApplyArgs>),
     /// Delete everything tagged for a spec (or an owner) in every region, after a typed `yes`.
     Destroy(Box<destroy::DestroyArgs>),
+    /// Show a spec's hosts, nodes, stages, runs and last report (state + live discovery).
+    Show(Box<show::ShowArgs>),
     /// Print the spec's JSON Schema (for editors and CI).
     Schema(schema::SchemaArgs),
     /// Run a command (or copy a file) on every host of a spec; output prefixed by host.
@@ -130,6 +133,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(*args),
         Command::Apply(args) => apply::run(*args),
         Command::Destroy(args) => destroy::run(*args),
+        Command::Show(args) => show::run(*args),
         Command::Schema(args) => schema::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Devnode(args) => devnode::run(*args),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -149,6 +150,9 @@ pub struct Ui {
     /// The steps of the graph being executed, by node index.
     steps: Mutex<Vec<Step>>,
     bars: Mutex<HashMap<NodeIndex, (ProgressBar, Instant)>>,
+    /// Without a terminal: when each step started and the last thing it said, for the one
+    /// line printed when it ends.
+    plain: Mutex<HashMap<NodeIndex, (Instant, Option<String>)>>,
 }
 
 impl Ui {
@@ -165,6 +169,7 @@ impl Ui {
             discovery: Mutex::new(None),
             steps: Mutex::new(Vec::new()),
             bars: Mutex::new(HashMap::new()),
+            plain: Mutex::new(HashMap::new()),
         })
     }
 
@@ -237,15 +242,61 @@ impl Ui {
     }
 }
 
+impl Ui {
+    /// Without a terminal (a log, CI): one line per step when it ends, with what it last
+    /// counted (`✓ run stage/blocks (61s): blocks 300/300`).
+    fn report_plain(&self, step: &Step, event: ApplyEvent) {
+        let mut plain = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+        let what = format!("{} {}", step.verb(), step.address);
+        match event.kind {
+            ApplyEventKind::Started => {
+                plain.insert(event.node, (Instant::now(), None));
+            }
+            ApplyEventKind::Progress(p) => {
+                if let Some((_, last)) = plain.get_mut(&event.node) {
+                    *last = Some(match (p.done, p.total) {
+                        (Some(done), Some(total))
+                            if !p.message.contains(&format!("{done}/{total}")) =>
+                        {
+                            format!("{done}/{total} {}", p.message)
+                        }
+                        _ => p.message,
+                    });
+                }
+            }
+            ApplyEventKind::Finished(f) => {
+                let (started, last) = plain
+                    .remove(&event.node)
+                    .unwrap_or_else(|| (Instant::now(), None));
+                let secs = started.elapsed().as_secs();
+                match f {
+                    Finish::Applied => match last {
+                        Some(last) => eprintln!("✓ {what} ({secs}s): {last}"),
+                        None => eprintln!("✓ {what} ({secs}s)"),
+                    },
+                    Finish::Failed { error } => {
+                        let first = error.lines().next().unwrap_or_default();
+                        eprintln!("✗ {what}: {first}");
+                    }
+                }
+            }
+            ApplyEventKind::Retried(_)
+            | ApplyEventKind::Skipped { .. }
+            | ApplyEventKind::Cancelled => {}
+        }
+    }
+}
+
 impl Reporter for Ui {
     fn report(&self, event: ApplyEvent) {
-        if !self.enabled {
-            return;
-        }
         let Some(step) = self.step(event.node) else {
             return;
         };
         if !step.is_work() {
+            return;
+        }
+        if !self.enabled {
+            self.report_plain(&step, event);
             return;
         }
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
@@ -264,7 +315,10 @@ impl Reporter for Ui {
             ApplyEventKind::Progress(p) => {
                 if let Some((bar, _)) = bars.get(&event.node) {
                     match (p.done, p.total) {
-                        (Some(done), Some(total)) => {
+                        // Stage counters say their count themselves (`blocks 143/300, ETA 25s`).
+                        (Some(done), Some(total))
+                            if !p.message.contains(&format!("{done}/{total}")) =>
+                        {
                             bar.set_message(format!("{done}/{total} {}", p.message));
                         }
                         _ => bar.set_message(p.message),
@@ -287,10 +341,15 @@ impl Reporter for Ui {
                     let secs = started.elapsed().as_secs();
                     match f {
                         Finish::Applied => {
+                            let last = bar.message();
                             bar.set_style(
                                 ProgressStyle::with_template("{msg}").expect("a valid template"),
                             );
-                            bar.finish_with_message(format!("✓ {what} ({secs}s)"));
+                            if last.is_empty() {
+                                bar.finish_with_message(format!("✓ {what} ({secs}s)"));
+                            } else {
+                                bar.finish_with_message(format!("✓ {what} ({secs}s): {last}"));
+                            }
                         }
                         Finish::Failed { error } => {
                             bar.set_style(
@@ -437,4 +496,42 @@ pub fn failures(result: &ApplyResult) -> String {
 /// Colour on stdout: a terminal, and `NO_COLOR` unset.
 pub fn stdout_color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// The experiment's result after an apply that ran `report`: the latency tables, then where
+/// the report files are.
+pub fn latency(report: &crate::stages::report::ReportOutput) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "\nLatency report of {}:\n", report.run_dir.display());
+    out.push_str(&report.table);
+    if !report.table.ends_with('\n') {
+        out.push('\n');
+    }
+    let relative: Vec<PathBuf> = report
+        .files
+        .iter()
+        .map(|f| f.strip_prefix(&report.run_dir).unwrap_or(f).to_path_buf())
+        .collect();
+    let plots = relative.iter().filter(|f| f.starts_with("plots")).count();
+    let mut files: Vec<String> = relative
+        .iter()
+        .filter(|f| !f.starts_with("plots"))
+        .map(|f| f.display().to_string())
+        .collect();
+    if plots > 0 {
+        files.push(format!("plots/ ({plots} files)"));
+    }
+    let _ = writeln!(
+        out,
+        "\nReport files in {}: {}",
+        report.run_dir.display(),
+        files.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "Re-analyse with `cfxm report {}`.",
+        report.run_dir.display()
+    );
+    out
 }

@@ -11,7 +11,6 @@
 //!
 //! `metrics.log` lines are the node's file reporter format, `<unix ms>, <group>, Group, {k: v, …}`.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -325,47 +324,6 @@ impl EventRecord {
     }
 }
 
-/// Records whose pivot-only events never came, kept until evicted or shutdown, when they are
-/// logged "partially complete" (capacity 4000, like the node's LRU).
-pub struct PendingRecords {
-    records: HashMap<H256, EventRecord>,
-    order: VecDeque<H256>,
-    capacity: usize,
-}
-
-impl PendingRecords {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            records: HashMap::new(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    /// Keeps `record`; returns the records evicted to make room.
-    pub fn insert(&mut self, record: EventRecord) -> Vec<EventRecord> {
-        self.order.push_back(record.hash);
-        self.records.insert(record.hash, record);
-        let mut evicted = Vec::new();
-        while self.records.len() > self.capacity {
-            match self.order.pop_front() {
-                Some(h) => evicted.extend(self.records.remove(&h)),
-                None => break,
-            }
-        }
-        evicted
-    }
-
-    /// Every kept record, oldest first (at shutdown).
-    pub fn drain(&mut self) -> Vec<EventRecord> {
-        let mut out = Vec::with_capacity(self.records.len());
-        for h in self.order.drain(..) {
-            out.extend(self.records.remove(&h));
-        }
-        out
-    }
-}
-
 /// An exponentially weighted moving average ticking every 5 s, as metrics libraries compute
 /// meters' m1/m5/m15 rates.
 #[derive(Debug, Clone)]
@@ -577,20 +535,6 @@ mod tests {
             r.message()
                 .starts_with("Block events record complete. hash: ")
         );
-    }
-
-    #[test]
-    fn pending_records_evict_oldest_first() {
-        let now = Instant::now();
-        let mut p = PendingRecords::new(2);
-        let rec = |b| EventRecord::new(H256([b; 32]), Utc::now(), now);
-        assert!(p.insert(rec(1)).is_empty());
-        assert!(p.insert(rec(2)).is_empty());
-        let ev = p.insert(rec(3));
-        assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].hash, H256([1; 32]));
-        let rest: Vec<_> = p.drain().into_iter().map(|r| r.hash.0[0]).collect();
-        assert_eq!(rest, [2, 3]);
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //!
 //! Per block, each node logs exactly once: "new block received" (receivers only, preceded by
 //! "transaction received by block"), "new block inserted into graph", "insert new block into
-//! consensus", and one "Block events record" line (at once for blocks that become the best
-//! block, else "partially complete" on eviction or at shutdown). Duplicates of a known block are
-//! dropped before any of that.
+//! consensus", and one "Block events record" line as soon as its record can gain no more
+//! events: "complete" for a block that becomes the best block (the pivot-only events follow at
+//! once), else "partially complete" right after its insertion (the stand-in never adds a
+//! pivot-only event to a block later). The real node keeps the partial records in an LRU until
+//! eviction or shutdown; logging them at once means a run's lines are in the log while the
+//! nodes keep running, so `collect` needs no shutdown. Duplicates of a known block are dropped
+//! before any of that.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,9 +24,7 @@ use tokio::sync::{Notify, mpsc};
 use super::chain::{Block, BlockHeader, Graph, transactions_root};
 use super::config::NodeConfig;
 use super::identity::NodeKey;
-use super::logs::{
-    BlockEvent, EventRecord, Level, Logger, Meter, MetricsFile, PendingRecords, target, thread,
-};
+use super::logs::{BlockEvent, EventRecord, Level, Logger, Meter, MetricsFile, target, thread};
 use super::txpool::{Batch, PackLimits, Pool, Seen, TxGen};
 use super::types::{H160, H256, NodeId, consts};
 use super::wire::Message;
@@ -98,7 +100,6 @@ struct Inner {
     dialing: HashSet<NodeId>,
     /// Event records and senders of blocks waiting for dependencies.
     orphan_ctx: HashMap<H256, (EventRecord, Option<NodeId>)>,
-    pending_records: PendingRecords,
     /// Batches to gossip to each peer at the next `send_tx_period` tick.
     tx_out: HashMap<NodeId, Vec<Arc<Batch>>>,
     good_tps: Meter,
@@ -143,7 +144,6 @@ impl Node {
             wanted: HashMap::new(),
             dialing: HashSet::new(),
             orphan_ctx: HashMap::new(),
-            pending_records: PendingRecords::new(4000),
             tx_out: HashMap::new(),
             good_tps: Meter::new(now),
             referee_bound: config.referee_bound,
@@ -184,19 +184,11 @@ impl Node {
         self.stop.notified().await;
     }
 
-    /// Final work before exit: log the records still pending, then flush everything.
+    /// Final work before exit: log the records of blocks still waiting for a parent, then
+    /// flush everything.
     pub fn shutdown(&self) {
         let mut g = self.lock();
         g.stopped = true;
-        for rec in g.pending_records.drain() {
-            let msg = rec.message();
-            g.log.log(
-                Level::Debug,
-                thread::MAIN,
-                target::BLOCK_EVENT,
-                format_args!("{msg}"),
-            );
-        }
         let orphans: Vec<EventRecord> = g.orphan_ctx.drain().map(|(_, (r, _))| r).collect();
         for rec in orphans {
             let msg = rec.message();
@@ -779,24 +771,15 @@ impl Inner {
                 rec.set(BlockEvent::ComputeEpoch, Instant::now());
                 rec.set(BlockEvent::NotifyTxPool, Instant::now());
                 rec.set(BlockEvent::TxPoolUpdated, Instant::now());
-                let msg = rec.message();
-                self.log.log(
-                    Level::Debug,
-                    thread::CONSENSUS,
-                    target::BLOCK_EVENT,
-                    format_args!("{msg}"),
-                );
-            } else {
-                for old in self.pending_records.insert(rec) {
-                    let msg = old.message();
-                    self.log.log(
-                        Level::Debug,
-                        thread::CONSENSUS,
-                        target::BLOCK_EVENT,
-                        format_args!("{msg}"),
-                    );
-                }
             }
+            // Complete, or as complete as it will get (see the module docs): logged now.
+            let msg = rec.message();
+            self.log.log(
+                Level::Debug,
+                thread::CONSENSUS,
+                target::BLOCK_EVENT,
+                format_args!("{msg}"),
+            );
             self.broadcast(&Message::NewBlock(block), from);
             for next in inserted.unlocked {
                 let (rec, from) = self.orphan_ctx.remove(&next.hash()).unwrap_or_else(|| {

@@ -66,6 +66,9 @@ pub struct EmulatorConfig {
     pub catalog: Catalog,
     /// Save the world here after every change, and load it at start.
     pub state_file: Option<PathBuf>,
+    /// Load `state_file` but never write it: for a process that only reads (`cfxm plan` on the
+    /// local cloud) beside one that may be changing the same world.
+    pub read_only: bool,
     pub knobs: Knobs,
     /// Seed for ids and injected faults; random when `None`.
     pub seed: Option<u64>,
@@ -81,6 +84,7 @@ impl Default for EmulatorConfig {
             access_key_secret: Secret::new(DEFAULT_ACCESS_KEY_SECRET),
             catalog: Catalog::builtin(),
             state_file: None,
+            read_only: false,
             knobs: Knobs::default(),
             seed: None,
             call_log_capacity: 200_000,
@@ -117,6 +121,16 @@ impl Emulator {
     /// Binds, loads the state file if any, and serves in the background until
     /// [`EmulatorHandle::shutdown`] (or the handle is dropped).
     pub async fn start(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
+        Self::start_now(config)
+    }
+
+    /// [`Emulator::start`] for synchronous code running inside a tokio runtime (the local
+    /// cloud starts while a command builds its providers): binding and loading are blocking
+    /// calls that return at once, and the server is spawned on the current runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start_now(config: EmulatorConfig) -> Result<EmulatorHandle, EmulatorError> {
         config.catalog.check()?;
         config.knobs.check().map_err(EmulatorError::Knobs)?;
         let mut rng = match config.seed {
@@ -131,23 +145,21 @@ impl Emulator {
             },
             None => (world::World::new(&config.catalog, wall, &mut rng), wall),
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| EmulatorError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = server::local_addr(&listener).map_err(|source| EmulatorError::Bind {
+        let bind_error = |source| EmulatorError::Bind {
             addr: config.listen,
             source,
-        })?;
+        };
+        let listener = std::net::TcpListener::bind(config.listen).map_err(bind_error)?;
+        listener.set_nonblocking(true).map_err(bind_error)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+        let addr = server::local_addr(&listener).map_err(bind_error)?;
         let shared = Arc::new(server::Shared {
             key: auth::AccessKey {
                 id: config.access_key_id.clone(),
                 secret: config.access_key_secret.clone(),
             },
             catalog: config.catalog.clone(),
-            state_file: config.state_file.clone(),
+            state_file: config.state_file.clone().filter(|_| !config.read_only),
             core: std::sync::RwLock::new(server::Core {
                 world,
                 clock: clock::Clock::new(start_ms, config.knobs.clock_speed),

@@ -42,8 +42,7 @@ pub struct CloudView<'a> {
 }
 
 impl<'a> CloudView<'a> {
-    /// The view of a cloud whose hosts cfxm creates on a provider; `None` for `local` and
-    /// `static`.
+    /// The view of a cloud whose hosts cfxm creates on a provider; `None` for `static`.
     pub fn of(spec: &Spec, cloud: &'a Cloud) -> Option<Self> {
         match &cloud.settings {
             CloudSettings::Aliyun(a) => Some(CloudView {
@@ -76,7 +75,23 @@ impl<'a> CloudView<'a> {
                     spot: a.spot,
                 },
             }),
-            CloudSettings::Local | CloudSettings::Static(_) => None,
+            // The built-in cloud: its image, its network, a public (loopback) address for
+            // every host, and no SSH (the key pair is `crate::local::public_key`).
+            CloudSettings::Local => Some(CloudView {
+                kind: CloudKind::Local,
+                image: crate::local::LOCAL_IMAGE,
+                ssh_key: PathBuf::new(),
+                ssh_user: crate::local::LOCAL_SSH_USER,
+                network: crate::local::network(),
+                settings: InstanceSettings {
+                    disk_gb: 40,
+                    disk_category: "cloud_essd".into(),
+                    bandwidth_mbps: 0,
+                    public_ip: true,
+                    spot: false,
+                },
+            }),
+            CloudSettings::Static(_) => None,
         }
     }
 }

@@ -147,6 +147,9 @@ pub enum PlanError {
     #[error("{message}")]
     #[diagnostic(code(cfxm::plan::limit), help("{help}"))]
     Limit { message: String, help: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Local(#[from] crate::local::LocalError),
 }
 
 /// Knobs of discovery and apply that are not in the spec.
@@ -155,6 +158,9 @@ pub struct Settings {
     pub rates: RateLimits,
     pub policy: RetryPolicy,
     pub timing: Timing,
+    /// The command only reads (`cfxm plan`): the local cloud loads its saved world but never
+    /// writes it, so a plan beside a running apply cannot undo the apply's changes.
+    pub read_only: bool,
 }
 
 /// One spec, ready to be discovered, planned and applied: its providers, rate buckets and
@@ -214,13 +220,9 @@ pub fn providers_for(
                 )?;
                 out.insert(CloudKind::Aws, Arc::new(provider));
             }
-            crate::spec::CloudSettings::Local => {
-                return Err(PlanError::Unsupported {
-                    cloud: CloudKind::Local,
-                    what: "plan/apply/destroy",
-                    help: "the local cloud comes with the local-cloud issue; meanwhile run `cfxm emulator serve` and point an `aliyun` spec at it with `CFXM_ALIYUN_ENDPOINT`",
-                });
-            }
+            // Started by `Context::new`, which knows the spec's state directory (where the
+            // local cloud keeps its world and its slots): `crate::local::LocalCloud::start`.
+            crate::spec::CloudSettings::Local => {}
             crate::spec::CloudSettings::Static(_) => {}
         }
     }
@@ -235,7 +237,16 @@ impl Context {
             Fingerprint::of(&String::from_utf8_lossy(&text)).expect("text serializes");
         let state = state_dir.spec(&spec.name)?;
         let buckets = Arc::new(RateBuckets::new(settings.rates)?);
-        let providers = providers_for(&spec, &buckets, settings)?;
+        let mut providers = providers_for(&spec, &buckets, settings)?;
+        if spec.clouds.iter().any(|c| c.kind() == CloudKind::Local) {
+            let local = crate::local::LocalCloud::start(
+                &state,
+                buckets.clone(),
+                settings.policy.clone(),
+                settings.read_only,
+            )?;
+            providers.insert(CloudKind::Local, Arc::new(local));
+        }
         Ok(Context {
             spec: Arc::new(spec),
             spec_digest,
@@ -362,7 +373,10 @@ pub fn compute(
         let Some(provider) = ctx.providers.get(&view.kind) else {
             continue;
         };
-        let public_key = keys::public_key_line(&view.ssh_key)?;
+        let public_key = match view.kind {
+            CloudKind::Local => crate::local::public_key(),
+            _ => keys::public_key_line(&view.ssh_key)?,
+        };
         let backfill = recorded_backfill(log, view.kind, spec);
         if view.network.ssh_from.iter().any(|c| c.prefix == 0) {
             warnings.push(format!(
@@ -814,6 +828,13 @@ fn stage_changes(
         c.stage = Some(StageChange {
             summary: entry.summary(),
             reasons,
+            diff: entry
+                .decision
+                .reasons()
+                .iter()
+                .any(|r| matches!(r, crate::stages::Reason::Changed { parts } if parts.iter().any(|p| p == "config")))
+                .then(|| entry.text_diff("config"))
+                .flatten(),
         });
         c.depends_on = if id.info().after.is_empty() {
             after_infra.to_vec()

@@ -191,6 +191,10 @@ pub struct StageChange {
     pub summary: String,
     /// Why it runs (empty when it does not).
     pub reasons: Vec<String>,
+    /// What changed in the generated node config since the last run, as a unified diff
+    /// (`nodes` only, when its config changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
 }
 
 /// One change in the plan.

@@ -505,6 +505,11 @@ fn stages(out: &mut String, paint: &Paint, changes: &[&Change], width: usize) {
             paint.action(c.action),
             name
         );
+        if let Some(diff) = c.stage.as_ref().and_then(|s| s.diff.as_deref()) {
+            for line in diff.lines() {
+                let _ = writeln!(out, "       {line}");
+            }
+        }
     }
     out.push('\n');
 }

@@ -130,6 +130,12 @@ pub struct BlocksOutput {
     pub best_blocks: BTreeMap<String, usize>,
     /// `test_getGoodPut` of one node.
     pub goodput: Option<String>,
+    /// When generation started and when the stage ended (the sync check included): the time
+    /// window of this run's lines in the node logs, which `collect` pulls.
+    #[serde(default)]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `blocks`: see the module docs.
@@ -188,6 +194,7 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     let mut out = BlocksOutput {
         planned,
         rescheduled: schedule.rescheduled,
+        started_at: Some(chrono::Utc::now()),
         ..BlocksOutput::default()
     };
     let mut hashes: Vec<Option<String>> = vec![None; planned];
@@ -250,6 +257,7 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     out.hashes = hashes.into_iter().flatten().collect();
     out.generated = out.hashes.len();
     out.failed.sort_by_key(|f| f.block);
+    out.finished_at = Some(chrono::Utc::now());
 
     if let Some(e) = stopped_early {
         return Err(Failure::with_outputs(
@@ -264,10 +272,12 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     }
 
     // Everyone on the same best block.
-    let (synced, best) = sync_check(env, step, &nodes).await;
+    let done = format!("blocks {}/{planned}", out.generated);
+    let (synced, best) = sync_check(env, step, &nodes, &done).await;
     out.synced = synced;
     out.best_blocks = best;
     out.goodput = env.rpc.goodput(&nodes[0].rpc).await.ok();
+    out.finished_at = Some(chrono::Utc::now());
     let value = serde_json::to_value(&out).expect("serializes");
     if out.failed.len() > allowed {
         let f = &out.failed[0];
@@ -287,11 +297,13 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
 }
 
 /// Polls every node's best block until all agree or the sync timeout passes; returns whether
-/// they agreed and how many nodes hold each hash (`unreachable` for failed calls).
+/// they agreed and how many nodes hold each hash (`unreachable` for failed calls). Progress
+/// lines start with `done` (what generation did).
 async fn sync_check(
     env: &StageEnv,
     step: &StepContext,
     nodes: &[LiveNode],
+    done: &str,
 ) -> (bool, BTreeMap<String, usize>) {
     let every = Duration::from_secs(1).max(Duration::from_millis(4 * nodes.len() as u64));
     let deadline = Instant::now() + env.options.sync_timeout;
@@ -311,7 +323,7 @@ async fn sync_check(
         step.progress_count(
             top as u64,
             nodes.len() as u64,
-            format!("synced {top}/{} on one best block", nodes.len()),
+            format!("{done}; synced {top}/{} on one best block", nodes.len()),
         );
         if agreed || Instant::now() + every > deadline || step.is_cancelled() {
             return (agreed, split);

@@ -34,7 +34,7 @@ pub enum StageId {
     Transactions,
     /// Blocks generated on the exponential schedule, then everyone on one best block.
     Blocks,
-    /// Nodes stopped, the analysis lines of their logs pulled into a run directory.
+    /// The analysis lines of this run's node logs pulled into a run directory (nodes keep running).
     Collect,
     /// The analyzer over the run directory.
     Report,
@@ -142,8 +142,8 @@ pub struct StageInfo {
     /// Stages that must have finished before this one starts (edges `dep → id` in the plan).
     pub after: &'static [StageId],
     /// Upstream stages whose result must still hold in the live world for this stage to run:
-    /// a stage that finished but whose effect is gone ("consumed", e.g. nodes stopped by
-    /// `collect`) is re-run when one of these needs it.
+    /// a stage that finished but whose effect is gone ("consumed", e.g. nodes no longer
+    /// running after their run was collected) is re-run when one of these needs it.
     pub needs_live: &'static [StageId],
     /// Runs after `after` stages that *failed* too (not after skipped ones): collection always
     /// follows block generation, so a failed run still leaves its logs.
@@ -211,7 +211,7 @@ pub const CATALOGUE: [StageInfo; 8] = [
         needs_live: &[],
         runs_after_failure: true,
         cloud_only: false,
-        summary: "nodes stopped, analysis lines of their logs pulled and compressed",
+        summary: "the run's analysis lines of the node logs pulled and compressed",
     },
     StageInfo {
         id: StageId::Report,

@@ -1,30 +1,43 @@
-//! `collect`: stop the nodes and bring home the log lines the analysis reads
+//! `collect`: bring home the log lines of this run that the analysis reads
 //! (original-tool.md §2.10), into a new run directory, `runs/<timestamp>/`.
 //!
-//! Per host, in parallel: every node slot is stopped (devnode: SIGTERM through its pid file,
-//! then a kill after `stop_timeout`; docker: `docker stop`), which also makes the node flush
-//! its pending block-event records. Then, for each node that was part of the network, the host
-//! runs `grep -F` for the analysis lines of its `conflux.log`, piped through `gzip`, and the
-//! compressed stream is written straight to `logs/<ip>-<slot>/conflux.log.gz` here (through a
-//! `.part` file renamed when complete); `metrics.log` follows as `metrics.log.gz`. Hosts need
-//! nothing beyond `grep` and `gzip`: no 7z, rsync or Python.
+//! The nodes keep running: the network outlives the run, so a new `blocks.count` re-runs only
+//! `blocks`, `collect` and `report` on the same network (nodes are stopped by `destroy`, and by
+//! the `nodes` stage when it restarts them). A run's lines are told apart by time: `blocks`
+//! records when it started and ended, and each host keeps only the lines whose leading
+//! RFC 3339 time falls in that window (a string comparison of the first field, with a few
+//! seconds' margin, [`LogWindow`]). Without a recorded window (`--only collect` before any
+//! `blocks`), the whole log is taken.
+//!
+//! Per host, in parallel, for each node that was part of the network: the host runs `grep -F`
+//! for the analysis lines of its `conflux.log`, then `awk` for the window, piped through
+//! `gzip`, and the compressed stream is written straight to `logs/<ip>-<slot>/conflux.log.gz`
+//! here (through a `.part` file renamed when complete); `metrics.log` follows as
+//! `metrics.log.gz`. Hosts need nothing beyond `grep`, `awk` and `gzip`: no 7z, rsync or
+//! Python.
+//!
+//! Stopping is not needed to flush: devnode logs each block's event record as soon as it can
+//! gain no more events. The real node (docker hosts) keeps the records of blocks off its pivot
+//! chain in memory until it evicts them or stops, so on cloud hosts the report's block-event
+//! rows come from the pivot blocks' records; the latency rows (receive, sync, consensus) are
+//! whole either way.
 //!
 //! The run directory also gets `hosts.json` (the analyzer groups nodes by region with it) and
 //! the generated `config.toml`, as the original kept them. A node whose log cannot be fetched
 //! is listed in the output and counts against `collect_budget`; what was fetched stays.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
+use super::blocks::BlocksOutput;
 use super::env::{InputContext, StageEnv, StageHost};
-use super::nodes::{LiveNode, devnode_bin, experiment_config, live_nodes, stop_nodes};
+use super::nodes::{LiveNode, devnode_bin, experiment_config, live_nodes};
 use super::plan::Inputs;
 use super::progress::Counter;
-use super::runtime::{ANALYSIS_PATTERNS, Runtime};
+use super::runtime::{ANALYSIS_PATTERNS, LogWindow, Runtime};
 use super::{Failure, Stage, StageError, StageId, bounded};
 use crate::apply::StepContext;
 use crate::ssh::{BoxFuture, Exec};
@@ -40,10 +53,9 @@ pub struct CollectOutput {
     pub bytes: u64,
     /// Nodes whose log could not be fetched.
     pub failed: Vec<(String, String)>,
-    /// Slots per stop outcome: `stopped`, `killed`, `not-running`.
-    pub stopped: BTreeMap<String, usize>,
-    /// Hosts where stopping failed.
-    pub stop_failed: Vec<(String, String)>,
+    /// The time window of the lines taken (`None`: the whole logs).
+    #[serde(default)]
+    pub window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
 }
 
 /// `collect`: see the module docs.
@@ -57,7 +69,8 @@ impl Stage for Collect {
     fn inputs(&self, _: &InputContext<'_>) -> Result<Inputs, StageError> {
         Ok(Inputs::new()
             .with("patterns", ANALYSIS_PATTERNS)
-            .with("compression", "gzip"))
+            .with("compression", "gzip")
+            .with("window", "blocks"))
     }
 
     fn run<'a>(
@@ -84,8 +97,10 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     let config = experiment_config(&env.input_context(&hosts))?;
     write(&dir.join("config.toml"), config.render().as_bytes()).await?;
 
+    let window = blocks_window(env);
     let mut out = CollectOutput {
         run_dir: dir.clone(),
+        window: window.map(|w| (w.since, w.until)),
         ..CollectOutput::default()
     };
     let counter = Counter::new(step, "logs", nodes.len() as u64);
@@ -95,32 +110,16 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
         let runtime = Runtime::for_host(&h.host, &bin);
         let (dir, counter) = (&dir, &counter);
         per_host.push(async move {
-            let stopped = stop_nodes(
-                h,
-                &runtime,
-                None,
-                env.options.stop_timeout,
-                env.options.command_timeout,
-            )
-            .await;
             let mut fetched = Vec::new();
             for n in mine {
-                let r = fetch(env, h, &runtime, n, dir).await;
+                let r = fetch(env, h, &runtime, n, dir, window.as_ref()).await;
                 counter.tick(r.is_ok());
                 fetched.push((n.name.clone(), r));
             }
-            (h.host.label.clone(), stopped, fetched)
+            fetched
         });
     }
-    for (host, stopped, fetched) in bounded(per_host, env.options.host_parallelism).await {
-        match stopped {
-            Ok(slots) => {
-                for (_, what) in slots {
-                    *out.stopped.entry(what).or_default() += 1;
-                }
-            }
-            Err(e) => out.stop_failed.push((host, e.to_string())),
-        }
+    for fetched in bounded(per_host, env.options.host_parallelism).await {
         for (name, r) in fetched {
             match r {
                 Ok(bytes) => {
@@ -132,7 +131,6 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
         }
     }
     out.failed.sort();
-    out.stop_failed.sort();
     let value = serde_json::to_value(&out).expect("serializes");
     let allowed = env.options.collect_budget.allowed(nodes.len());
     if out.failed.len() > allowed {
@@ -152,6 +150,44 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     Ok(value)
 }
 
+/// The window of the latest `blocks` run (finished, failed or cancelled), if it recorded one:
+/// from its start (less the margin, but never before the run before it ended, so two runs in
+/// quick succession do not share lines) to its end (plus the margin).
+fn blocks_window(env: &StageEnv) -> Option<LogWindow> {
+    let name = StageId::Blocks.name();
+    // The blocks runs that recorded their times, latest first.
+    let runs: Vec<BlocksOutput> = env.journal.with_log(|log| {
+        log.entries()
+            .iter()
+            .rev()
+            .filter_map(|e| match &e.record {
+                crate::state::Record::Stage(r) if r.stage == name => Some(r),
+                _ => None,
+            })
+            .filter_map(|r| {
+                let result = r.outputs.get("result")?.clone();
+                serde_json::from_value::<BlocksOutput>(result).ok()
+            })
+            .filter(|o| o.started_at.is_some())
+            .take(2)
+            .collect()
+    });
+    // Only the latest record counts: an interrupted latest run (no times) has no window.
+    let latest = env.journal.with_log(|log| {
+        log.latest_stage(&name).and_then(|(serial, r)| {
+            let last = super::plan::LastRun::from_record(serial, r);
+            serde_json::from_value::<BlocksOutput>(last.result).ok()
+        })
+    })?;
+    let started = latest.started_at?;
+    let finished = latest.finished_at.unwrap_or_else(chrono::Utc::now);
+    let previous_end = runs
+        .iter()
+        .filter(|o| o.started_at < Some(started))
+        .find_map(|o| o.finished_at);
+    Some(LogWindow::around(started, finished, previous_end))
+}
+
 /// Fetches one node's filtered log (required) and metrics (if any); the bytes written.
 async fn fetch(
     env: &StageEnv,
@@ -159,6 +195,7 @@ async fn fetch(
     runtime: &Runtime,
     node: &LiveNode,
     run_dir: &Path,
+    window: Option<&LogWindow>,
 ) -> Result<u64, StageError> {
     let dir = run_dir.join("logs").join(&node.name);
     tokio::fs::create_dir_all(&dir)
@@ -167,7 +204,7 @@ async fn fetch(
     let log = stream_to(
         env,
         h,
-        &runtime.filtered_log_command(node.slot),
+        &runtime.filtered_log_command(node.slot, window),
         &dir.join("conflux.log.gz"),
     )
     .await?;
@@ -175,7 +212,7 @@ async fn fetch(
     let metrics = stream_to(
         env,
         h,
-        &runtime.metrics_log_command(node.slot),
+        &runtime.metrics_log_command(node.slot, window),
         &dir.join("metrics.log.gz"),
     )
     .await

@@ -223,9 +223,10 @@ pub struct StageOptions {
     pub blocks_drain_timeout: Duration,
     pub sync_timeout: Duration,
 
-    /// `collect`: how long a node has to exit after SIGTERM before it is killed, and how many
-    /// nodes' logs may be missing.
+    /// How long a node has to exit after SIGTERM before it is killed (when `nodes` restarts
+    /// them, and when the local cloud removes a slot).
     pub stop_timeout: Duration,
+    /// `collect`: how many nodes' logs may be missing.
     pub collect_budget: Budget,
 }
 

@@ -8,9 +8,11 @@
 //! `debug_currentSyncPhase` until `NormalSyncPhase`. Nodes that fail are listed in the output
 //! and left out of later stages; more than `nodes_budget` failures fail the stage.
 //!
-//! The stage's live check ([`Nodes::check`](super::Stage::check)) asks every host which nodes
-//! still run: all → holds; none, after a `collect` → consumed (collect stops them on purpose);
-//! otherwise lost, and the stage re-runs.
+//! The nodes keep running after the run (`collect` takes their logs without stopping them);
+//! `destroy` stops them, and so does this stage when it restarts them. Its live check
+//! ([`Nodes::check`](super::Stage::check)) asks every host which nodes still run: all → holds;
+//! none, after a `collect` → consumed (the finished run needs them no more; a new `blocks`
+//! run restarts them); otherwise lost, and the stage re-runs.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -77,10 +79,13 @@ pub struct LiveNode {
 
 impl LiveNode {
     /// Where `from` dials this node: its private address when both hosts are in the same
-    /// provider and region and have one, else its public address; port `11000+10·slot`.
+    /// provider and region and have one, else its public address; port `11000+10·slot`. A
+    /// local host's private address is the emulator's VPC bookkeeping: its slot has one
+    /// (loopback) address, the public one.
     pub fn p2p_addr(&self, this: &Host, from: &Host) -> String {
         let same_net = this.record.provider == from.record.provider
-            && this.record.region == from.record.region;
+            && this.record.region == from.record.region
+            && !this.is_local();
         let ip = match (same_net, this.record.private_ip, from.record.private_ip) {
             (true, Some(private), Some(_)) => private,
             _ => this.record.ip,
@@ -253,7 +258,7 @@ impl Stage for Nodes {
                 Live::Holds
             } else if running == 0 && collected_after {
                 Live::Consumed {
-                    why: "`collect` stopped the nodes".into(),
+                    why: "the nodes stopped after the last run was collected".into(),
                 }
             } else {
                 Live::Lost {
@@ -649,6 +654,9 @@ mod tests {
         assert_eq!(n.p2p_addr(&a, &c), "47.0.0.1:11030");
         assert_eq!(n.p2p_addr(&a, &d), "47.0.0.1:11030");
         assert_eq!(n.rpc.url(), "http://47.0.0.1:11032");
+        let la = host("la", "local", "r1", "127.16.0.2", Some("10.0.0.1"));
+        let lb = host("lb", "local", "r1", "127.16.0.3", Some("10.0.0.2"));
+        assert_eq!(n.p2p_addr(&la, &lb), "127.16.0.2:11030");
     }
 
     #[tokio::test]

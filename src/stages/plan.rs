@@ -5,7 +5,7 @@
 //!    record → [`Own`]: never ran, interrupted, failed, inputs changed (which parts), or
 //!    current;
 //! 2. [`check_live`] (async, needs the hosts): for current stages, whether their result still
-//!    holds ([`Live`]): nodes still running, or stopped by `collect` ("consumed");
+//!    holds ([`Live`]): nodes still running, or gone after their run was collected ("consumed");
 //! 3. [`decide`] (pure): own reasons, plus the cascade (a stage runs when one it comes
 //!    `after` runs), plus demand (a consumed stage re-runs when a stage that `needs_live` it
 //!    runs), then `--only`/`--skip` → a [`StagePlan`] with a [`Decision`] and reasons per stage.

@@ -12,8 +12,8 @@
 //!   (`/proc/<pid>/stat` field 22): a pid is treated as ours only while both match, so a reused
 //!   pid is never signalled.
 //!
-//! Every command is POSIX sh plus coreutils (`sed`, `cut`, `grep`, `gzip`), the only programs
-//! the stages need on a host besides docker.
+//! Every command is POSIX sh plus coreutils (`sed`, `cut`, `grep`, `awk`, `gzip`), the only
+//! programs the stages need on a host besides docker.
 
 use std::path::Path;
 
@@ -179,29 +179,91 @@ impl Runtime {
         }
     }
 
-    /// Writes to stdout the lines of slot `slot`'s `conflux.log` the analyzer reads, gzipped;
-    /// fails (non-zero, a line on stderr) when the log is missing or unreadable. `grep` finding
-    /// nothing is an empty log, not an error.
-    pub fn filtered_log_command(&self, slot: u32) -> String {
+    /// Writes to stdout the lines of slot `slot`'s `conflux.log` the analyzer reads, within
+    /// `window` when given, gzipped; fails (non-zero, a line on stderr) when the log is missing
+    /// or unreadable. `grep` finding nothing is an empty log, not an error.
+    pub fn filtered_log_command(&self, slot: u32, window: Option<&LogWindow>) -> String {
         let log = format!("{}/conflux.log", self.log_dir(slot));
         let patterns: String = ANALYSIS_PATTERNS
             .iter()
             .map(|p| format!(" -e {}", shell_quote(p)))
             .collect();
+        // A line starts with its RFC 3339 time in UTC, so the window is a string comparison
+        // of the first field (`2026-03-04T08:53:44.123456789+00:00` ≥ `2026-03-04T08:53:44`).
+        let within = match window {
+            Some(w) => format!(
+                " | awk -v s={} -v u={} '$1 >= s && $1 < u'",
+                w.since_text(),
+                w.until_text()
+            ),
+            None => String::new(),
+        };
         format!(
             "f={log}; {s}test -r \"$f\" || {{ echo \"no readable $f\" >&2; exit 3; }}; \
-             {{ {s}grep -F{patterns} \"$f\"; rc=$?; [ $rc -le 1 ] || echo \"grep failed ($rc) on $f\" >&2; }} | gzip -c",
+             {{ {s}grep -F{patterns} \"$f\"; rc=$?; [ $rc -le 1 ] || echo \"grep failed ($rc) on $f\" >&2; }}{within} | gzip -c",
             s = self.sudo(),
         )
     }
 
-    /// Writes slot `slot`'s `metrics.log` to stdout, gzipped; exit 4 when there is none.
-    pub fn metrics_log_command(&self, slot: u32) -> String {
+    /// Writes slot `slot`'s `metrics.log` to stdout (within `window`, by the lines' leading
+    /// Unix milliseconds), gzipped; exit 4 when there is none.
+    pub fn metrics_log_command(&self, slot: u32, window: Option<&LogWindow>) -> String {
         let log = format!("{}/metrics.log", self.log_dir(slot));
+        let within = match window {
+            Some(w) => format!(
+                " | awk -F, -v s={} -v u={} '$1 + 0 >= s + 0 && $1 + 0 < u + 0'",
+                w.since.timestamp_millis(),
+                w.until.timestamp_millis()
+            ),
+            None => String::new(),
+        };
         format!(
-            "f={log}; {s}test -r \"$f\" || exit 4; {s}cat \"$f\" | gzip -c",
+            "f={log}; {s}test -r \"$f\" || exit 4; {s}cat \"$f\"{within} | gzip -c",
             s = self.sudo()
         )
+    }
+}
+
+/// The time window of one run's lines in a node's logs: from a little before its `blocks`
+/// stage started to a little after it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogWindow {
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub until: chrono::DateTime<chrono::Utc>,
+}
+
+impl LogWindow {
+    /// Room on each side for clocks a little apart (a cloud host's and this machine's) and for
+    /// the statistics line the node writes every 5 s. A run started within a second of an
+    /// earlier one (an interrupted attempt resumed at once) may share its first second.
+    pub const MARGIN_BEFORE: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const MARGIN_AFTER: std::time::Duration = std::time::Duration::from_secs(6);
+
+    /// The window of a run that generated blocks from `started` to `finished`, starting no
+    /// earlier than `not_before` (when the run before it ended).
+    pub fn around(
+        started: chrono::DateTime<chrono::Utc>,
+        finished: chrono::DateTime<chrono::Utc>,
+        not_before: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Self {
+        let since = started - Self::MARGIN_BEFORE;
+        LogWindow {
+            since: not_before.map_or(since, |t| since.max(t)),
+            until: finished + Self::MARGIN_AFTER,
+        }
+    }
+
+    /// `since` as the logs write times, to the nanosecond: `2026-03-04T08:53:44.123456789`
+    /// (a line of that very instant, `…44.123456789+00:00`, compares above it).
+    pub fn since_text(&self) -> String {
+        self.since.format("%Y-%m-%dT%H:%M:%S%.9f").to_string()
+    }
+
+    /// `until` to the second, rounded up.
+    pub fn until_text(&self) -> String {
+        (self.until + chrono::Duration::seconds(1))
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
     }
 }
 
@@ -334,7 +396,7 @@ mod tests {
         .unwrap();
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(format!("{} | gzip -dc", r.filtered_log_command(0)))
+            .arg(format!("{} | gzip -dc", r.filtered_log_command(0, None)))
             .current_dir(tmp.path())
             .output()
             .unwrap();
@@ -344,11 +406,66 @@ mod tests {
         );
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
-            .arg(r.filtered_log_command(1))
+            .arg(r.filtered_log_command(1, None))
             .current_dir(tmp.path())
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3));
         assert!(String::from_utf8_lossy(&out.stderr).contains("no readable node1/log/conflux.log"));
+    }
+
+    #[test]
+    fn the_window_keeps_one_runs_lines_by_their_leading_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = Runtime::Devnode { bin: "x".into() };
+        std::fs::create_dir_all(tmp.path().join("node0/log")).unwrap();
+        std::fs::write(
+            tmp.path().join("node0/log/conflux.log"),
+            "2026-03-04T08:00:01.000000001+00:00 DEBUG new block inserted into graph: old\n\
+             2026-03-04T08:10:00.500000000+00:00 DEBUG new block inserted into graph: mine\n\
+             2026-03-04T08:12:00.000000000+00:00 INFO  Statistics: mine too\n\
+             2026-03-04T09:00:00.000000000+00:00 DEBUG new block inserted into graph: later\n",
+        )
+        .unwrap();
+        let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let w = LogWindow::around(t("2026-03-04T08:10:01Z"), t("2026-03-04T08:11:55.5Z"), None);
+        assert_eq!(w.since_text(), "2026-03-04T08:10:00.000000000");
+        // Never before the previous run ended.
+        let later = LogWindow::around(
+            t("2026-03-04T08:10:01Z"),
+            t("2026-03-04T08:11:55.5Z"),
+            Some(t("2026-03-04T08:10:00.5Z")),
+        );
+        assert_eq!(later.since_text(), "2026-03-04T08:10:00.500000000");
+        assert_eq!(w.until_text(), "2026-03-04T08:12:02");
+        std::fs::write(
+            tmp.path().join("node0/log/metrics.log"),
+            format!(
+                "{}, a, Group, {{x: 1}}\n{}, a, Group, {{x: 2}}\n",
+                t("2026-03-04T08:00:00Z").timestamp_millis(),
+                t("2026-03-04T08:11:00Z").timestamp_millis()
+            ),
+        )
+        .unwrap();
+        let run = |cmd: String| {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("{cmd} | gzip -dc"))
+                .current_dir(tmp.path())
+                .output()
+                .unwrap();
+            assert!(out.stderr.is_empty(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let log = run(r.filtered_log_command(0, Some(&w)));
+        assert_eq!(
+            log.lines()
+                .map(|l| l.rsplit(": ").next().unwrap())
+                .collect::<Vec<_>>(),
+            ["mine", "mine too"]
+        );
+        let metrics = run(r.metrics_log_command(0, Some(&w)));
+        assert_eq!(metrics.lines().count(), 1);
+        assert!(metrics.contains("{x: 2}"), "{metrics}");
     }
 }

@@ -9,6 +9,8 @@
 //! state/<spec-name>/hosts.json      the same hosts in the original tool's format (hosts_json.rs)
 //! state/<spec-name>/known_hosts     SSH host keys (owned by `ssh`; only the path lives here)
 //! state/<spec-name>/slots/<id>/     the local cloud's host slots (working directory per host)
+//! state/<spec-name>/cloud/          the local cloud's world, `emulator.json` (`crate::local`)
+//! state/<spec-name>/devnode/        genesis secrets shared by a local cloud's devnodes
 //! state/<spec-name>/runs/<ts>/      one experiment run: logs, reports   (runs.rs)
 //! ```
 //!
