@@ -63,7 +63,8 @@ pub struct SshOptions {
     /// OpenSSH refuses more than its `MaxSessions` (default 10); the default, 8, leaves room
     /// for the channels that stop cancelled commands.
     pub sessions_per_host: usize,
-    /// Forwarded TCP streams open across all hosts (see [`SshPool`]).
+    /// Forwarded TCP streams open across all hosts (see [`SshPool`]). Keep it well above the
+    /// RPC client's idle connections (256), which hold streams for up to 10 s after use.
     pub max_tunnels: usize,
     /// Replace a recorded host key that changed instead of refusing the host.
     pub accept_changed_host_keys: bool,

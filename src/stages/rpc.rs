@@ -209,10 +209,12 @@ impl RpcError {
 /// rarely overlap more) and [`MAX_IDLE`](Self::MAX_IDLE) overall, well below the SSH pool's
 /// bound on forwarded streams, so idle streams can never starve calls waiting for a new one.
 /// Past either bound a finished connection is closed instead of kept. A connection idle
-/// longer than [`IDLE_TIMEOUT`](Self::IDLE_TIMEOUT) is closed when next seen.
+/// longer than [`IDLE_TIMEOUT`](Self::IDLE_TIMEOUT) is closed by a sweeper task, so idle
+/// streams give their place in the SSH pool's bound back even when no call comes.
 #[derive(Default)]
 struct ConnPool {
     idle: Mutex<HashMap<(String, u16), Vec<Conn>>>,
+    sweeper: std::sync::atomic::AtomicBool,
 }
 
 impl ConnPool {
@@ -237,16 +239,36 @@ impl ConnPool {
         found
     }
 
+    /// Closes idle connections that expired or the node closed.
+    fn sweep(&self) {
+        self.idle.lock().expect("not poisoned").retain(|_, list| {
+            list.retain(Conn::usable);
+            !list.is_empty()
+        });
+    }
+
     /// Keeps `conn` for reuse, unless a bound says close it.
-    fn checkin(&self, key: (String, u16), mut conn: Conn) {
+    fn checkin(self: &Arc<Self>, key: (String, u16), mut conn: Conn) {
+        if !self.sweeper.swap(true, Ordering::Relaxed) {
+            // Ends with the pool (the client and its clones dropped).
+            let pool = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Self::IDLE_TIMEOUT).await;
+                    match pool.upgrade() {
+                        Some(p) => p.sweep(),
+                        None => return,
+                    }
+                }
+            });
+        }
         conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().expect("not poisoned");
         let mut total: usize = idle.values().map(Vec::len).sum();
         if total >= Self::MAX_IDLE {
-            idle.retain(|_, list| {
-                list.retain(Conn::usable);
-                !list.is_empty()
-            });
+            drop(idle);
+            self.sweep();
+            idle = self.idle.lock().expect("not poisoned");
             total = idle.values().map(Vec::len).sum();
         }
         let list = idle.entry(key).or_default();
