@@ -205,8 +205,9 @@ impl RpcError {
 
 /// Idle keep-alive HTTP connections to nodes, by (host, port), for reuse by later calls.
 ///
-/// Bounded twice: [`MAX_IDLE_PER_NODE`](Self::MAX_IDLE_PER_NODE) per node (calls to one node
-/// rarely overlap more) and [`MAX_IDLE`](Self::MAX_IDLE) overall, well below the SSH pool's
+/// Reuse matters most over SSH: a new stream costs a round trip to the host before the call's
+/// own. Bounded twice: [`MAX_IDLE_PER_NODE`](Self::MAX_IDLE_PER_NODE) per node (`topology`
+/// dials a node's peers through it at once; more overlap than this is rare) and [`MAX_IDLE`](Self::MAX_IDLE) overall, well below the SSH pool's
 /// bound on forwarded streams, so idle streams can never starve calls waiting for a new one.
 /// Past either bound a finished connection is closed instead of kept. A connection idle
 /// longer than [`IDLE_TIMEOUT`](Self::IDLE_TIMEOUT) is closed by a sweeper task, so idle
@@ -218,7 +219,7 @@ struct ConnPool {
 }
 
 impl ConnPool {
-    const MAX_IDLE_PER_NODE: usize = 4;
+    const MAX_IDLE_PER_NODE: usize = 16;
     const MAX_IDLE: usize = 256;
     const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 

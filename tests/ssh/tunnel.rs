@@ -74,6 +74,8 @@ async fn rpc_goes_through_the_ssh_connection_and_reuses_it() {
     assert_eq!(rpc.connections_opened(), 1);
     assert_eq!(accepted.load(Ordering::Relaxed), 1);
     assert_eq!(sshd.logins(), 1);
+    // One command ran first (`true`, so sshd turns on TCP_NODELAY for the connection).
+    assert_eq!(pool.stats().sessions, 1);
 
     // Concurrent calls open more streams, all on the same SSH connection.
     let calls: Vec<_> = (0..32).map(|_| rpc.say_hello(&ep)).collect();
