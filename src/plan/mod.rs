@@ -380,7 +380,7 @@ pub fn compute(
         let backfill = recorded_backfill(log, view.kind, spec);
         if view.network.ssh_from.iter().any(|c| c.prefix == 0) {
             warnings.push(format!(
-                "{}: SSH and the nodes' JSON-RPC are open to the whole internet (`network.ssh_from` includes `0.0.0.0/0`); set it to your address",
+                "{}: SSH is open to the whole internet (`network.ssh_from` includes `0.0.0.0/0`; node ports stay closed to it, cfxm reaches them through SSH); set it to your address",
                 view.kind
             ));
         }

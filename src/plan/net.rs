@@ -1,9 +1,10 @@
 //! Address arithmetic for the desired network: one subnet block per zone inside the VPC, the
 //! node port range, and the experiment's peer addresses aggregated into few rules.
 //!
-//! Security rules follow DESIGN §6: SSH only from `ssh_from`; node ports from inside the VPC,
-//! from the operator (`ssh_from`: cfxm drives the nodes' JSON-RPC from there) and from the
-//! experiment's own hosts in other regions (their public addresses), never from the world.
+//! Security rules follow DESIGN §6: SSH only from `ssh_from`; node ports only from inside the
+//! VPC and from the experiment's own hosts in other regions (their public addresses), never
+//! from the world and never from `ssh_from`: cfxm drives the nodes' JSON-RPC through each
+//! host's SSH connection (`Transport::connect_tcp`), so the operator needs SSH alone.
 //! The last set can hold thousands of addresses, more than a security group's rule quota
 //! (Aliyun's default is 200), so it is aggregated into at most [`PEER_BLOCKS`] blocks: the
 //! longest prefix length at which the addresses fall into that many blocks.
@@ -30,16 +31,13 @@ pub fn node_ports(nodes_per_host: u32) -> (u16, u16) {
     )
 }
 
-/// The security group's own rules: SSH from each `ssh_from`, node ports from each `ssh_from`
-/// (the operator) and from the VPC.
+/// The security group's own rules: SSH from each `ssh_from`, node ports from the VPC only
+/// (the other regions' hosts come from [`peer_rules`]).
 pub fn base_rules(ssh_from: &[Cidr], vpc: Cidr, nodes_per_host: u32) -> Vec<Rule> {
     let (lo, hi) = node_ports(nodes_per_host);
     let mut rules = Vec::new();
     for c in ssh_from {
         rules.push(Rule::tcp(22, 22, c.to_string(), "ssh"));
-    }
-    for c in ssh_from {
-        rules.push(Rule::tcp(lo, hi, c.to_string(), "operator"));
     }
     rules.push(Rule::tcp(lo, hi, vpc.to_string(), "vpc"));
     rules.sort();
@@ -165,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn base_rules_never_open_node_ports_to_the_world_unless_asked() {
+    fn base_rules_open_node_ports_only_to_the_vpc() {
         let rules = base_rules(&[cidr("203.0.113.7/32")], cidr("10.0.0.0/16"), 1);
         let text: Vec<String> = rules.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -173,9 +171,39 @@ mod tests {
             [
                 "tcp 22 from 203.0.113.7/32 (ssh)",
                 "tcp 11000-11009 from 10.0.0.0/16 (vpc)",
-                "tcp 11000-11009 from 203.0.113.7/32 (operator)",
             ]
         );
+    }
+
+    #[test]
+    fn no_ssh_from_block_ever_reaches_a_node_port() {
+        let vpc = cidr("10.0.0.0/16");
+        for ssh_from in [
+            vec![cidr("0.0.0.0/0")],
+            vec![cidr("203.0.113.7/32"), cidr("198.51.100.0/24")],
+            // Even a block that is also the VPC's opens SSH from it, and node ports only as
+            // the VPC rule.
+            vec![cidr("10.0.0.0/16"), cidr("0.0.0.0/0")],
+        ] {
+            for nph in [1, 4, 1000] {
+                let rules = base_rules(&ssh_from, vpc, nph);
+                let (lo, hi) = node_ports(nph);
+                for r in &rules {
+                    let node_port = r.to_port >= NODE_PORT_BASE;
+                    if node_port {
+                        assert_eq!((r.from_port, r.to_port), (lo, hi));
+                        assert_eq!((r.source.as_str(), r.note.as_str()), ("10.0.0.0/16", "vpc"));
+                    } else {
+                        assert_eq!((r.from_port, r.to_port, r.note.as_str()), (22, 22, "ssh"));
+                    }
+                }
+                assert_eq!(
+                    rules.iter().filter(|r| r.to_port >= NODE_PORT_BASE).count(),
+                    1,
+                    "{rules:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub enum Kind {
     Gateway,
     /// The network's block in one zone (an Aliyun vSwitch, an AWS subnet).
     Subnet,
-    /// The hosts' firewall: SSH from `ssh_from`, node ports from the network and the operator.
+    /// The hosts' firewall: SSH from `ssh_from`, node ports from the network only (cfxm drives
+    /// the nodes' JSON-RPC through SSH).
     SecurityGroup,
     /// The security group's rules for the experiment's hosts in other regions (known once every
     /// region's hosts exist).
@@ -157,8 +158,9 @@ pub struct Rule {
     pub to_port: u16,
     /// An IPv4 block, e.g. `203.0.113.7/32`.
     pub source: String,
-    /// Why the rule exists: `ssh`, `operator`, `vpc` or `peers` for cfxm's rules (stored as the
-    /// rule's description `cfxm:<note>`); empty for a rule cfxm did not write.
+    /// Why the rule exists: `ssh`, `vpc` or `peers` for cfxm's rules (stored as the rule's
+    /// description `cfxm:<note>`; older versions also wrote `operator`, now revoked as
+    /// undesired); empty for a rule cfxm did not write.
     pub note: String,
 }
 

@@ -4,7 +4,7 @@
 //! # aliyun/ap-southeast-1
 //!     + vpc                conflux-massive-test-alice-lat 10.0.0.0/16
 //!     + vswitch ×3         ap-southeast-1a 10.0.0.0/20, ap-southeast-1b 10.0.16.0/20, ...
-//!     + security_group     3 rules: ssh from 203.0.113.7/32; node ports from 10.0.0.0/16, 203.0.113.7/32
+//!     + security_group     2 rules: ssh from 203.0.113.7/32; node ports from 10.0.0.0/16
 //!     + key_pair           conflux-massive-test-alice-lat (fingerprint 1a2b3c4d5e6f)
 //!     + hosts              600 nodes: 600 × ecs.g8i.2xlarge (then ecs.g7.2xlarge) over 3 zones
 //!

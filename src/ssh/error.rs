@@ -168,6 +168,38 @@ pub enum TransportError {
         command: String,
         cause: String,
     },
+
+    /// The server will not forward a TCP connection to a port on the host (`direct-tcpip`
+    /// refused): sshd's `AllowTcpForwarding no`, `DisableForwarding yes` or a `PermitOpen`
+    /// that leaves the port out.
+    #[error(
+        "{host}: the SSH server refused to forward a connection to 127.0.0.1:{port} ({reason})"
+    )]
+    #[diagnostic(
+        code(cfxm::ssh::forwarding_refused),
+        help(
+            "cfxm reaches the nodes' JSON-RPC through the SSH connection: set `AllowTcpForwarding yes` (or `local`) in the host's sshd_config, check `DisableForwarding` and `PermitOpen`, and reload sshd"
+        )
+    )]
+    ForwardingRefused {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+
+    /// The host is reachable, but nothing there accepts connections on the port.
+    #[error("{host}: nothing accepts connections on port {port} there: {cause}")]
+    #[diagnostic(
+        code(cfxm::ssh::port_closed),
+        help(
+            "is the service that listens on that port running on the host (and bound to its loopback or all addresses)?"
+        )
+    )]
+    PortClosed {
+        host: String,
+        port: u16,
+        cause: String,
+    },
 }
 
 impl TransportError {
@@ -185,7 +217,9 @@ impl TransportError {
             | TransportError::Transfer { host, .. }
             | TransportError::LocalIo { host, .. }
             | TransportError::NoSlot { host, .. }
-            | TransportError::Refused { host, .. } => host,
+            | TransportError::Refused { host, .. }
+            | TransportError::ForwardingRefused { host, .. }
+            | TransportError::PortClosed { host, .. } => host,
         }
     }
 
@@ -202,11 +236,14 @@ impl TransportError {
         )
     }
 
-    /// Retrying the same call may succeed (the network, not the request, failed).
+    /// Retrying the same call may succeed (the network, not the request, failed; or the port
+    /// is not open yet).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            TransportError::Unreachable { .. } | TransportError::Disconnected { .. }
+            TransportError::Unreachable { .. }
+                | TransportError::Disconnected { .. }
+                | TransportError::PortClosed { .. }
         )
     }
 }

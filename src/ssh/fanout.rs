@@ -123,6 +123,8 @@ impl Outcome {
                     TransportError::HostKeyChanged { .. } => "host key changed",
                     TransportError::KnownHosts { .. } => "known hosts",
                     TransportError::NoSlot { .. } => "no slot",
+                    TransportError::ForwardingRefused { .. } => "forwarding refused",
+                    TransportError::PortClosed { .. } => "port closed",
                 }
                 .to_string(),
             ),

@@ -442,7 +442,9 @@ impl Connector {
                         label: host.label.clone(),
                         instance_id: host.record.instance_id.clone(),
                     })?;
-            return Ok(Arc::new(LocalTransport::new(&host.label, dir)));
+            return Ok(Arc::new(
+                LocalTransport::new(&host.label, dir).with_address(host.record.ip),
+            ));
         }
         Ok(Arc::new(self.ssh.transport(SshTarget {
             label: host.label.clone(),

@@ -7,9 +7,14 @@
 //! `~/config.toml`) work unchanged. Absolute paths are taken as they are: a slot is a
 //! directory, not a sandbox.
 //!
+//! [`Transport::connect_tcp`] connects to the slot's own loopback address (the local cloud
+//! gives each slot one, `127.x.y.z`, and its nodes bind it); 127.0.0.1 unless set with
+//! [`LocalTransport::with_address`].
+//!
 //! On timeout or cancellation the whole process group is killed. Like sshd, a command counts
 //! as finished when it exited and closed its output, so a daemon must redirect its output.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,12 +23,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::error::{human, shorten};
 use super::transfer::{RemoveOnDrop, temp_beside};
-use super::{BoxFuture, Exec, ExitStatus, PutSource, Transport, TransportError};
+use super::{BoxFuture, Exec, ExitStatus, HostStream, PutSource, Transport, TransportError};
 
 /// One host slot.
 pub struct LocalTransport {
     label: String,
     dir: PathBuf,
+    /// The slot's address: where its services listen.
+    addr: IpAddr,
 }
 
 impl LocalTransport {
@@ -32,7 +39,17 @@ impl LocalTransport {
     pub fn new(label: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         let label = format!("{} (local {})", label.into(), dir.display());
-        LocalTransport { label, dir }
+        LocalTransport {
+            label,
+            dir,
+            addr: Ipv4Addr::LOCALHOST.into(),
+        }
+    }
+
+    /// The slot's loopback address, which [`Transport::connect_tcp`] connects to.
+    pub fn with_address(mut self, addr: IpAddr) -> Self {
+        self.addr = addr;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -307,5 +324,22 @@ impl Transport for LocalTransport {
         local: &'a Path,
     ) -> BoxFuture<'a, Result<u64, TransportError>> {
         Box::pin(self.get_inner(remote, local))
+    }
+
+    fn connect_tcp(&self, port: u16) -> BoxFuture<'_, Result<HostStream, TransportError>> {
+        Box::pin(async move {
+            self.check_slot()?;
+            let addr = SocketAddr::new(self.addr, port);
+            let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                TransportError::PortClosed {
+                    host: self.label.clone(),
+                    port,
+                    cause: format!("{addr}: {e}"),
+                }
+            })?;
+            // JSON-RPC is small request/reply exchanges: do not let Nagle hold the last packet.
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(stream) as HostStream)
+        })
     }
 }

@@ -7,6 +7,11 @@
 //!   started on this machine.
 //! - [`LocalTransport`] (`local`): local processes in a host slot directory, for the local cloud.
 //!
+//! Both also open TCP streams to a port on the host ([`Transport::connect_tcp`]): over SSH a
+//! `direct-tcpip` channel on the host's one connection, locally a socket to the slot's
+//! loopback address. The experiment stages drive the nodes' JSON-RPC through them, so no node
+//! port is ever opened to the operator's network (DESIGN §6).
+//!
 //! On top of them: [`hosts`] (which hosts a spec has and how to reach each) and [`fanout`] (one
 //! action on many hosts with bounded parallelism, reported as events; `cfxm exec` and the
 //! experiment stages use it).
@@ -76,6 +81,12 @@ pub trait Transport: Send + Sync {
         local: &'a Path,
     ) -> BoxFuture<'a, Result<u64, TransportError>>;
 
+    /// Opens a TCP stream to `port` on the host, as the host itself would connect to it: over
+    /// SSH to `127.0.0.1:port` through a `direct-tcpip` channel on the host's (reused)
+    /// connection; on a local slot to the slot's loopback address. Nothing but SSH needs to be
+    /// reachable from this machine. The stream closes when dropped.
+    fn connect_tcp(&self, port: u16) -> BoxFuture<'_, Result<HostStream, TransportError>>;
+
     /// Releases what the transport holds open (an SSH connection); the next call reopens it.
     /// One-shot fan-outs call this when a host is done, so 10,000 hosts never hold 10,000
     /// connections at once.
@@ -83,6 +94,13 @@ pub trait Transport: Send + Sync {
         Box::pin(async {})
     }
 }
+
+/// A byte stream to a port on a host ([`Transport::connect_tcp`]).
+pub type HostStream = Box<dyn StreamIo>;
+
+/// What a [`HostStream`] is: both directions of a TCP connection, however it is carried.
+pub trait StreamIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> StreamIo for T {}
 
 /// What `put` sends.
 #[derive(Debug, Clone, Copy)]

@@ -14,7 +14,6 @@
 //! none, after a `collect` → consumed (the finished run needs them no more; a new `blocks`
 //! run restarts them); otherwise lost, and the stage re-runs.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -94,9 +93,11 @@ impl LiveNode {
     }
 }
 
-/// The node's public RPC endpoint: the host's address, port `11002+10·slot`.
-pub fn endpoint(ip: IpAddr, slot: u32) -> Endpoint {
-    Endpoint::new(std::net::SocketAddr::new(ip, slot_ports(slot)[2]))
+/// The node's RPC endpoint: port `11002+10·slot` on its host, reached through the host's
+/// transport (over SSH a forwarded stream to the host's loopback), so the port never needs
+/// to be open to this machine.
+pub fn endpoint(host: &StageHost, slot: u32) -> Endpoint {
+    Endpoint::new(host.transport.clone(), slot_ports(slot)[2])
 }
 
 /// N: the nodes of the experiment, Σ `nodes_per_host` over the hosts (the original's rule).
@@ -142,7 +143,7 @@ pub fn live_nodes(env: &StageEnv, stage: StageId) -> Result<Vec<LiveNode>, Stage
                 host,
                 slot: n.slot,
                 id,
-                rpc: endpoint(ip, n.slot),
+                rpc: endpoint(&env.hosts[host], n.slot),
                 name: format!("{ip}-{}", n.slot),
             })
         })
@@ -360,7 +361,7 @@ async fn run(env: &StageEnv, step: &StepContext) -> Result<Value, Failure> {
     let mut readies = Vec::new();
     for (i, slot) in candidates {
         let h = &env.hosts[i];
-        let ep = endpoint(h.host.record.ip, slot);
+        let ep = endpoint(h, slot);
         let runtime = Runtime::for_host(&h.host, &bin);
         let counter = &counter;
         readies.push(async move {
@@ -498,6 +499,8 @@ async fn ready(
     loop {
         match env.rpc.say_hello(ep).await {
             Ok(()) => break,
+            // Forwarding refused, login refused: no amount of waiting for the node helps.
+            Err(e) if e.is_permanent() => return Err(e.into()),
             Err(e) if tokio::time::Instant::now() + pause >= deadline => return Err(e.into()),
             Err(_) => {
                 if tokio::time::Instant::now() >= next_look {
@@ -647,13 +650,20 @@ mod tests {
             host: 0,
             slot: 3,
             id: NodeId::default(),
-            rpc: endpoint("47.0.0.1".parse().unwrap(), 3),
+            rpc: endpoint(
+                &StageHost {
+                    transport: Arc::new(crate::ssh::LocalTransport::new("a", "/nonexistent")),
+                    host: a.clone(),
+                },
+                3,
+            ),
             name: "47.0.0.1-3".into(),
         };
         assert_eq!(n.p2p_addr(&a, &b), "10.0.0.1:11030");
         assert_eq!(n.p2p_addr(&a, &c), "47.0.0.1:11030");
         assert_eq!(n.p2p_addr(&a, &d), "47.0.0.1:11030");
-        assert_eq!(n.rpc.url(), "http://47.0.0.1:11032");
+        assert_eq!(n.rpc.port(), 11032);
+        assert_eq!(n.rpc.host(), "a (local /nonexistent)");
         let la = host("la", "local", "r1", "127.16.0.2", Some("10.0.0.1"));
         let lb = host("lb", "local", "r1", "127.16.0.3", Some("10.0.0.2"));
         assert_eq!(n.p2p_addr(&la, &lb), "127.16.0.2:11030");
@@ -694,7 +704,9 @@ mod tests {
         let slot = state.slot("i-1").unwrap();
         std::fs::create_dir_all(&slot).unwrap();
         let hosts = vec![StageHost {
-            transport: Arc::new(crate::ssh::LocalTransport::new("i-1", &slot)),
+            transport: Arc::new(
+                crate::ssh::LocalTransport::new("i-1", &slot).with_address(h.record.ip),
+            ),
             host: h,
         }];
         let options = crate::stages::StageOptions {

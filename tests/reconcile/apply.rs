@@ -61,8 +61,8 @@ async fn a_fresh_apply_creates_exactly_what_is_wanted_all_tagged_and_a_second_pl
             .all(|i| i.status == "Running" && i.public_ip.is_some())
     );
 
-    // SSH only from `ssh_from`; node ports from the VPC, the operator and the other region's
-    // hosts; nothing open to the world.
+    // SSH only from `ssh_from`; node ports from the VPC and the other region's hosts, never
+    // from `ssh_from` (cfxm drives the nodes' RPC through SSH); nothing open to the world.
     let client = w.client();
     let region = RegionId::new("ap-southeast-1");
     let sg = &w
@@ -85,6 +85,12 @@ async fn a_fresh_apply_creates_exactly_what_is_wanted_all_tagged_and_a_second_pl
     assert!(
         rules.iter().all(|p| p.source_cidr_ip != "0.0.0.0/0"),
         "{rules:?}"
+    );
+    assert!(
+        rules
+            .iter()
+            .all(|p| p.port_range == "22/22" || p.source_cidr_ip != "203.0.113.7/32"),
+        "a node port is open to `ssh_from`: {rules:?}"
     );
     let hk_ips: Vec<String> = w
         .tagged("instance", "alice", "fresh")

@@ -1,6 +1,7 @@
 //! The ssh area: the `Transport` suite against a real OpenSSH sshd on loopback and against the
 //! local transport (same tests, both fixtures), SSH-only failure modes (keys, host keys,
-//! unreachable hosts), and `cfxm exec` through the built binary on a static inventory.
+//! unreachable hosts), node JSON-RPC through the SSH connection, and `cfxm exec` through the
+//! built binary on a static inventory.
 //!
 //! sshd is required: without it these tests fail with "run scripts/test" (they never skip).
 
@@ -9,6 +10,7 @@ mod local_only;
 mod ssh_only;
 mod sshd;
 mod suite;
+mod tunnel;
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;

@@ -154,6 +154,9 @@ struct ErrorBody {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, ClientBuildError> {
+        // As the AWS client does: a library caller (a test, the local cloud) may not have
+        // installed a provider; the node RPC client no longer does it for everyone.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(15)))
