@@ -51,9 +51,15 @@ impl UnreachableHost {
         }
     }
 
-    /// The error's first line, at most 160 characters (for plan lines).
+    /// The error's first line without the host's name in front (the plan line names the
+    /// host already), at most 160 characters.
     pub fn short_error(&self) -> String {
-        let line = self.error.lines().next().unwrap_or_default();
+        let first = self.error.lines().next().unwrap_or_default();
+        // `<label> (local <slot>): <cause>`: the transport's name for the host leads.
+        let line = first
+            .strip_prefix(self.label.as_str())
+            .and_then(|rest| rest.split_once(": ").map(|(_, cause)| cause))
+            .unwrap_or(first);
         if line.chars().count() <= 160 {
             line.to_owned()
         } else {
