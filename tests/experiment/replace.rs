@@ -72,6 +72,14 @@ fn dead_hosts_are_replaced_before_the_stages_and_within_an_apply() {
     std::fs::remove_dir_all(&slot).unwrap();
     std::fs::write(&slot, "not a host").unwrap();
     lab.spec(&spec_yaml(12));
+    let plan = lab.cfxm(&["plan", "-f", spec]).ok();
+    insta::with_settings!({ filters => vec![
+        (r"i-[0-9a-z]{20}", "[ID]"),
+        (r"127\.\d+\.\d+\.\d+", "[IP]"),
+        (r"`[^`]*/state/exp/slots/", "`[LAB]/state/exp/slots/"),
+    ] }, {
+        insta::assert_snapshot!("a_dead_host_in_the_plan", plan.stdout);
+    });
     let out = lab.cfxm(&["apply", "-f", spec, "--auto-approve"]).ok();
     let removal = out
         .stdout
