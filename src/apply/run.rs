@@ -6,8 +6,12 @@
 //! ```text
 //! let prepared = run::prepare_apply(request, &on_discover, reporter, cancel).await?;
 //! print(render::plan(&prepared.plan, ...));  confirm();
-//! let result = prepared.execute(reporter, cancel).await?;
+//! let result = prepared.execute(reporter, cancel, &on_discover, &on_round).await?;
 //! ```
+//!
+//! `execute` replaces hosts that did not answer at `reach` within the same apply: it
+//! discovers and plans again (the hosts diff now destroys and replaces them) and executes
+//! that, at most [`REPLACE_ROUNDS`] times, telling `on_round` before each round.
 
 use std::path::PathBuf;
 use std::sync::Arc;

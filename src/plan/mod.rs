@@ -1211,6 +1211,61 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn unreachable_hosts_are_keyed_by_cloud_and_region_and_the_probe_has_the_last_word() {
+        use crate::stages::reach::{ReachOutput, UnreachableHost};
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path())
+            .spec(&crate::spec::SpecName::new("s"))
+            .unwrap();
+        let lock = state.lock("test").unwrap();
+        let journal = state.journal(&lock).unwrap();
+        let host = |id: &str, cloud: &str, region: &str| UnreachableHost {
+            label: id.into(),
+            instance_id: id.into(),
+            ip: "203.0.113.1".into(),
+            cloud: cloud.into(),
+            region: region.into(),
+            error: format!("{id}: unreachable after 3 attempts in 15s: connection refused"),
+        };
+        let out = ReachOutput {
+            hosts: 3,
+            reachable: 0,
+            unreachable: vec![
+                host("i-a", "aliyun", "r1"),
+                host("i-b", "", "r2"),
+                host("i-c", "aliyun", "r1"),
+            ],
+        };
+        let record = crate::state::StageRecord {
+            stage: StageId::Reach.name(),
+            fingerprint: Fingerprint::of(&1).unwrap(),
+            status: crate::state::StageStatus::Failed,
+            outputs: serde_json::json!({ "inputs": {}, "result": out }),
+            error: Some("over budget".into()),
+        };
+        journal.stage(record).await.unwrap();
+        let live = StageLive {
+            checks: BTreeMap::new(),
+            unreachable: vec![host("i-c", "aliyun", "r1")],
+        };
+        let got = unreachable_reasons(&journal.log(), &live);
+        let key = |cloud, region: &str| RegionKey {
+            cloud,
+            region: RegionId::new(region),
+        };
+        let r1 = &got[&key(CloudKind::Aliyun, "r1")];
+        assert_eq!(
+            r1["i-a"],
+            "it did not answer at the last `reach` (unreachable after 3 attempts in 15s: connection refused); an unreachable host is replaced"
+        );
+        assert!(r1["i-c"].starts_with("it did not answer a liveness check just now ("));
+        assert!(!got.contains_key(&key(CloudKind::Aws, "r1")));
+        // A record without a cloud (an older cfxm) matches by region and id in any cloud.
+        assert!(got[&key(CloudKind::Aws, "r2")].contains_key("i-b"));
+        assert!(got[&key(CloudKind::Local, "r2")].contains_key("i-b"));
+    }
+
     #[test]
     fn changes_come_out_in_dependency_order_and_stably() {
         let c = |a: &str, deps: &[&str]| {
