@@ -386,7 +386,7 @@ impl PreparedApply {
 }
 
 /// `i-a (ap-southeast-1), i-b (cn-hongkong)`, the first five and a count of the rest.
-fn host_names(hosts: &[UnreachableHost]) -> String {
+pub(crate) fn host_names(hosts: &[UnreachableHost]) -> String {
     let mut names: Vec<String> = hosts
         .iter()
         .take(5)

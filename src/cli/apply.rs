@@ -172,21 +172,12 @@ pub fn run(args: ApplyArgs) -> ExitCode {
 /// `2 hosts did not answer; replacing them (round 1 of 2): i-a (r1), i-b (r2)`.
 fn round_line(r: &run::Round<'_>) -> String {
     let n = r.unreachable.len();
-    let mut names: Vec<String> = r
-        .unreachable
-        .iter()
-        .take(5)
-        .map(|h| format!("{} ({})", h.instance_id, h.region))
-        .collect();
-    if n > 5 {
-        names.push(format!("and {} more", n - 5));
-    }
     format!(
         "{n} host{} did not answer; replacing {} (round {} of {}): {}",
         if n == 1 { "" } else { "s" },
         if n == 1 { "it" } else { "them" },
         r.number,
         r.of,
-        names.join(", ")
+        run::host_names(r.unreachable)
     )
 }
