@@ -150,9 +150,15 @@ pub async fn show(
                     })
                 })
                 .collect();
-            let checks =
-                crate::plan::stage_live(&ctx, &[&crate::stages::nodes::Nodes], &stage_hosts, &log)
-                    .await;
+            let checks = crate::plan::stage_live(
+                &ctx,
+                &[&crate::stages::nodes::Nodes],
+                &stage_hosts,
+                &log,
+                &crate::stages::StageSelection::all(),
+            )
+            .await
+            .checks;
             Some(match checks.get(&StageId::Nodes) {
                 Some(crate::stages::Live::Holds) | None => "all running".to_owned(),
                 Some(crate::stages::Live::Consumed { why }) => why.clone(),

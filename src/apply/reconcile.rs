@@ -212,6 +212,12 @@ pub struct ApplyResult {
     pub stage_failures: Vec<(Address, String)>,
     /// The latency report, when the `report` stage ran in this apply.
     pub latency: Option<crate::stages::report::ReportOutput>,
+    /// The hosts that did not answer when `reach` failed in this execution (the caller
+    /// replaces them: [`crate::apply::run::PreparedApply::execute`]).
+    pub unreachable: Vec<crate::stages::reach::UnreachableHost>,
+    /// Earlier rounds of the same apply, which ended with hosts that did not answer and were
+    /// followed by a round that replaced them; in order.
+    pub earlier: Vec<ApplyResult>,
 }
 
 impl ApplyResult {
@@ -284,6 +290,8 @@ struct Run {
     moves: Mutex<Vec<BackfillMove>>,
     stage_failures: Mutex<Vec<(Address, String)>>,
     latency: Mutex<Option<crate::stages::report::ReportOutput>>,
+    /// The hosts `reach` found unreachable when it failed.
+    unreachable: Mutex<Vec<crate::stages::reach::UnreachableHost>>,
 }
 
 /// Re-issues every journaled call that has no outcome, when its action is idempotent by client
@@ -437,6 +445,7 @@ pub async fn execute(
         moves: Mutex::new(Vec::new()),
         stage_failures: Mutex::new(Vec::new()),
         latency: Mutex::new(None),
+        unreachable: Mutex::new(Vec::new()),
     });
     let executor = Executor::new(reporter)
         .parallelism(opts.parallelism)
@@ -460,6 +469,8 @@ pub async fn execute(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let latency = run.latency.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let unreachable =
+        std::mem::take(&mut *run.unreachable.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(ApplyResult {
         graph,
         report,
@@ -467,6 +478,8 @@ pub async fn execute(
         backfill,
         stage_failures,
         latency,
+        unreachable,
+        earlier: Vec::new(),
     })
 }
 
@@ -1084,6 +1097,14 @@ async fn run_stage(run: &Run, c: &Change, ctx: &StepContext) -> Result<StepOutpu
         }
         Err(f) => {
             let error = f.error.to_string();
+            // Hosts that did not answer go to the hosts resource, by the caller's re-plan.
+            if id == StageId::Reach
+                && let Some(out) = f.outputs.as_ref().and_then(|v| {
+                    serde_json::from_value::<crate::stages::reach::ReachOutput>(v.clone()).ok()
+                })
+            {
+                *run.unreachable.lock().unwrap_or_else(|e| e.into_inner()) = out.unreachable;
+            }
             // A stage whose every dependent in the plan runs after failures (blocks → collect)
             // fails softly: its dependents still run, and the apply still fails at the end.
             let dependents: Vec<&Change> = run

@@ -6,8 +6,12 @@
 //! ```text
 //! let prepared = run::prepare_apply(request, &on_discover, reporter, cancel).await?;
 //! print(render::plan(&prepared.plan, ...));  confirm();
-//! let result = prepared.execute(reporter, cancel).await?;
+//! let result = prepared.execute(reporter, cancel, &on_discover, &on_round).await?;
 //! ```
+//!
+//! `execute` replaces hosts that did not answer at `reach` within the same apply: it
+//! discovers and plans again (the hosts diff now destroys and replaces them) and executes
+//! that, at most [`REPLACE_ROUNDS`] times, telling `on_round` before each round.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use crate::provider::resource::{Provider, TagScope};
 use crate::spec::{CloudKind, Owner, Spec};
 use crate::ssh::hosts::HostList;
 use crate::stages::Stage;
+use crate::stages::reach::UnreachableHost;
 use crate::state::{
     FailureClass, Journal, LockHolder, OutcomeResult, StateDir, StateError, StateLock, TornTail,
 };
@@ -61,6 +66,24 @@ pub enum CommandError {
         what: &'static str,
         source: crate::provider::aliyun::SetupError,
     },
+    #[error("hosts still did not answer after {rounds} rounds of replacement: {hosts}")]
+    #[diagnostic(
+        code(cfxm::apply::unreachable),
+        help(
+            "their replacements did not answer either: check that new hosts can be reached (the image boots with sshd, `network.ssh_from` includes this machine; local cloud: the slots under `state/<spec>/slots/`), then run `cfxm apply` again, which replaces them"
+        )
+    )]
+    StillUnreachable { hosts: String, rounds: u32 },
+    #[error(
+        "hosts did not answer at `reach`, and this apply's selection leaves them in place: {hosts}"
+    )]
+    #[diagnostic(
+        code(cfxm::apply::not_replaced),
+        help(
+            "run `cfxm apply` without the `--only`/`--skip` that leaves their region out, so they are replaced"
+        )
+    )]
+    NotReplaced { hosts: String },
     #[error("{problem}")]
     #[diagnostic(
         code(cfxm::destroy::slots),
@@ -106,14 +129,15 @@ pub async fn plan(
     )?)
 }
 
-/// The stages' live checks, when a stage may run and the inventory has hosts to check.
+/// The stages' live checks (and the hosts' liveness probe), when a stage may run and the
+/// inventory has hosts to check.
 async fn stage_live(
     ctx: &Context,
     selection: &Selection,
     stages: &[&'static dyn Stage],
     hosts: Option<&HostList>,
     log: &crate::state::JournalLog,
-) -> std::collections::BTreeMap<crate::stages::StageId, crate::stages::Live> {
+) -> plan::StageLive {
     let allowed = selection.stages();
     let any = crate::stages::StageId::ALL
         .iter()
@@ -136,7 +160,33 @@ async fn stage_live(
             })
         })
         .collect();
-    plan::stage_live(ctx, stages, &stage_hosts, log).await
+    plan::stage_live(ctx, stages, &stage_hosts, log, &allowed).await
+}
+
+/// Discovers and plans `ctx`'s spec afresh under `only`/`skip`, with the journal as it is now.
+async fn fresh_plan(
+    ctx: &Context,
+    journal: &Journal,
+    only: &[String],
+    skip: &[String],
+    stages: &[&'static dyn Stage],
+    on_discover: &(dyn Fn(Event) + Send + Sync),
+) -> Result<Plan, CommandError> {
+    let live = discover::live(&ctx.discovery(), on_discover).await?;
+    let selection =
+        Selection::parse(only, skip, &ctx.selectable_regions(&live)).map_err(PlanError::from)?;
+    let hosts = HostList::for_spec(&ctx.spec, &ctx.state).ok();
+    let log = journal.log();
+    let stage_live = stage_live(ctx, &selection, stages, hosts.as_ref(), &log).await;
+    Ok(plan::compute(
+        ctx,
+        &live,
+        &log,
+        &selection,
+        stages,
+        hosts.as_ref().map(HostList::hosts),
+        &stage_live,
+    )?)
 }
 
 /// What `cfxm apply` works from.
@@ -166,7 +216,23 @@ pub struct PreparedApply {
     lock: Arc<StateLock>,
     journal: Journal,
     stages: Vec<&'static dyn Stage>,
+    /// `--only`/`--skip`, for the re-plans of replacement rounds.
+    only: Vec<String>,
+    skip: Vec<String>,
     options: ApplyOptions,
+}
+
+/// Rounds of replacing hosts that did not answer at `reach`, within one apply.
+pub const REPLACE_ROUNDS: u32 = 2;
+
+/// A replacement round about to run: the hosts that did not answer at `reach`, and the plan
+/// (discovered and computed again) that replaces them, for the caller to show.
+pub struct Round<'a> {
+    /// 1-based.
+    pub number: u32,
+    pub of: u32,
+    pub unreachable: &'a [UnreachableHost],
+    pub plan: &'a Plan,
 }
 
 /// Locks the spec, settles what an interrupted apply left, discovers and plans (or checks a
@@ -189,25 +255,15 @@ pub async fn prepare_apply(
         settled: 0,
     };
     recovery.settled = reconcile::settle(&ctx, &journal, cancel, reporter).await?;
-    let live = discover::live(&ctx.discovery(), on_discover).await?;
-    let selection = Selection::parse(
+    let fresh = fresh_plan(
+        &ctx,
+        &journal,
         &req.plan.only,
         &req.plan.skip,
-        &ctx.selectable_regions(&live),
-    )
-    .map_err(PlanError::from)?;
-    let hosts = HostList::for_spec(&ctx.spec, &ctx.state).ok();
-    let log = journal.log();
-    let stage_live = stage_live(&ctx, &selection, &req.plan.stages, hosts.as_ref(), &log).await;
-    let fresh = plan::compute(
-        &ctx,
-        &live,
-        &log,
-        &selection,
         &req.plan.stages,
-        hosts.as_ref().map(HostList::hosts),
-        &stage_live,
-    )?;
+        on_discover,
+    )
+    .await?;
     let plan = match &req.saved {
         None => fresh,
         Some(path) => {
@@ -233,6 +289,8 @@ pub async fn prepare_apply(
         lock: Arc::new(lock),
         journal,
         stages: req.plan.stages,
+        only: req.plan.only,
+        skip: req.plan.skip,
         options,
     })
 }
@@ -249,24 +307,95 @@ fn local_timing(spec: &Spec, mut options: ApplyOptions) -> ApplyOptions {
 }
 
 impl PreparedApply {
-    /// Executes the plan.
+    /// Executes the plan. When `reach` fails because hosts did not answer, the apply does not
+    /// stop at a half-working fleet: it discovers and plans again (the hosts diff now destroys
+    /// and replaces those hosts, journaled like any host change; the new hosts change the
+    /// stages' inputs, so they run for them) and executes that, at most [`REPLACE_ROUNDS`]
+    /// times. `on_round` is told before each round runs; `on_discover` sees its discovery.
+    /// The result is the last round's, with the earlier ones in [`ApplyResult::earlier`].
     pub async fn execute(
         self,
         reporter: Arc<dyn Reporter>,
         cancel: Cancel,
+        on_discover: &(dyn Fn(Event) + Send + Sync),
+        on_round: &(dyn Fn(Round<'_>) + Send + Sync),
     ) -> Result<ApplyResult, CommandError> {
-        Ok(reconcile::execute(
-            &Target::of(&self.ctx),
-            self.plan,
-            self.lock,
-            self.journal,
-            self.stages,
-            &self.options,
-            reporter,
-            cancel,
-        )
-        .await?)
+        let target = Target::of(&self.ctx);
+        let mut plan = self.plan.clone();
+        let mut earlier = Vec::new();
+        let mut round = 0;
+        loop {
+            let mut result = reconcile::execute(
+                &target,
+                plan,
+                self.lock.clone(),
+                self.journal.clone(),
+                self.stages.clone(),
+                &self.options,
+                reporter.clone(),
+                cancel.clone(),
+            )
+            .await?;
+            let unreachable = std::mem::take(&mut result.unreachable);
+            if unreachable.is_empty() || cancel.is_cancelled() {
+                result.earlier = earlier;
+                return Ok(result);
+            }
+            if round == REPLACE_ROUNDS {
+                return Err(CommandError::StillUnreachable {
+                    hosts: host_names(&unreachable),
+                    rounds: round,
+                });
+            }
+            round += 1;
+            let next = fresh_plan(
+                &self.ctx,
+                &self.journal,
+                &self.only,
+                &self.skip,
+                &self.stages,
+                on_discover,
+            )
+            .await?;
+            // A plan that leaves every one of them in place (its region left out by
+            // `--only`/`--skip`) would only fail the same way again.
+            let replaced = next.changes.iter().any(|c| {
+                c.excluded.is_none()
+                    && c.action.changes_something()
+                    && c.hosts.as_ref().is_some_and(|h| {
+                        h.destroy
+                            .iter()
+                            .any(|r| unreachable.iter().any(|u| u.instance_id == r.host.id))
+                    })
+            });
+            if !replaced {
+                return Err(CommandError::NotReplaced {
+                    hosts: host_names(&unreachable),
+                });
+            }
+            on_round(Round {
+                number: round,
+                of: REPLACE_ROUNDS,
+                unreachable: &unreachable,
+                plan: &next,
+            });
+            earlier.push(result);
+            plan = Arc::new(next);
+        }
     }
+}
+
+/// `i-a (ap-southeast-1), i-b (cn-hongkong)`, the first five and a count of the rest.
+pub(crate) fn host_names(hosts: &[UnreachableHost]) -> String {
+    let mut names: Vec<String> = hosts
+        .iter()
+        .take(5)
+        .map(|h| format!("{} ({})", h.instance_id, h.region))
+        .collect();
+    if hosts.len() > 5 {
+        names.push(format!("and {} more", hosts.len() - 5));
+    }
+    names.join(", ")
 }
 
 /// Whose resources `cfxm destroy` removes.

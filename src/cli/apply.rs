@@ -133,7 +133,20 @@ pub fn run(args: ApplyArgs) -> ExitCode {
         }
     }
     ui.begin(&crate::apply::steps(&prepared.plan));
-    let result = runtime.block_on(prepared.execute(ui.clone(), cancel));
+    let on_round = {
+        let ui = ui.clone();
+        let format = args.format;
+        move |r: run::Round<'_>| {
+            ui.discovered();
+            ui.println(&round_line(&r));
+            // One JSON document on stdout: the round's plan is shown in text only.
+            if format != PlanFormat::Json {
+                print!("{}", render::plan(r.plan, format.render(), style));
+            }
+            ui.begin(&crate::apply::steps(r.plan));
+        }
+    };
+    let result = runtime.block_on(prepared.execute(ui.clone(), cancel, &on_event, &on_round));
     let code = match result {
         Err(e) => {
             eprint!("{}", super::render_diagnostic(&e));
@@ -154,4 +167,17 @@ pub fn run(args: ApplyArgs) -> ExitCode {
     };
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
+}
+
+/// `2 hosts did not answer; replacing them (round 1 of 2): i-a (r1), i-b (r2)`.
+fn round_line(r: &run::Round<'_>) -> String {
+    let n = r.unreachable.len();
+    format!(
+        "{n} host{} did not answer; replacing {} (round {} of {}): {}",
+        if n == 1 { "" } else { "s" },
+        if n == 1 { "it" } else { "them" },
+        r.number,
+        r.of,
+        run::host_names(r.unreachable)
+    )
 }

@@ -372,8 +372,10 @@ pub fn report(result: &ApplyResult, verb: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let (mut added, mut changed, mut destroyed) = (0u64, 0u64, 0u64);
-    for (node, outcome) in result.report.outcomes() {
-        let step = &result.graph[node];
+    // Rounds that replaced hosts which did not answer count too: one apply, one tally.
+    let rounds = result.earlier.iter().chain(std::iter::once(result));
+    for (round, (node, outcome)) in rounds.flat_map(|r| r.report.outcomes().map(move |o| (r, o))) {
+        let step = &round.graph[node];
         let Outcome::Applied(value) = outcome else {
             continue;
         };

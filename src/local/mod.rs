@@ -195,12 +195,22 @@ impl LocalCloud {
         self.emulator.endpoint_url()
     }
 
-    /// Makes sure every running instance of `found` has its slot.
+    /// Makes sure every running instance of `found` that is new has its slot. An instance the
+    /// inventory already records had its slot made when it first ran: if that slot is gone
+    /// (removed or replaced), the host died, and it stays dead (`reach` reports it and the
+    /// hosts resource replaces it) rather than coming back as an empty directory.
     async fn back(&self, found: &[LiveInstance]) -> Result<(), ProviderError> {
         if !self.writable {
             return Ok(());
         }
-        for i in found.iter().filter(|i| i.status == HostStatus::Running) {
+        let recorded: std::collections::BTreeSet<String> = match self.state.read_inventory() {
+            Ok(Some(inv)) => inv.hosts.into_iter().map(|h| h.instance_id).collect(),
+            _ => Default::default(),
+        };
+        for i in found
+            .iter()
+            .filter(|i| i.status == HostStatus::Running && !recorded.contains(&i.id))
+        {
             let Some(dir) = self.state.slot(&i.id) else {
                 return Err(ProviderError::local(
                     "DescribeInstances",
@@ -320,7 +330,9 @@ fn slot_host(state: &SpecState, instance_id: &str, dir: &Path) -> StageHost {
 }
 
 /// Stops every devnode slot `instance_id` runs (pid files checked to still be ours) and
-/// removes the slot; a missing slot is fine.
+/// removes the slot; a missing slot is fine. A slot that is broken (its directory removed
+/// under running devnodes, or replaced by a file) is still cleaned up: devnodes whose working
+/// directory was inside it are killed, and whatever is at its path is removed.
 pub async fn remove_slot(
     state: &SpecState,
     instance_id: &str,
@@ -329,17 +341,61 @@ pub async fn remove_slot(
     let Some(dir) = state.slot(instance_id) else {
         return Ok(());
     };
-    if !dir.is_dir() {
-        return Ok(());
+    if dir.is_dir() {
+        let host = slot_host(state, instance_id, &dir);
+        crate::stages::nodes::stop_all(&host, options)
+            .await
+            .map_err(|e| format!("cannot stop the nodes of {instance_id}: {e}"))?;
     }
-    let host = slot_host(state, instance_id, &dir);
-    crate::stages::nodes::stop_all(&host, options)
-        .await
-        .map_err(|e| format!("cannot stop the nodes of {instance_id}: {e}"))?;
-    match tokio::fs::remove_dir_all(&dir).await {
+    kill_orphans(&dir);
+    let removed = match tokio::fs::symlink_metadata(&dir).await {
+        Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(&dir).await,
+        Ok(_) => tokio::fs::remove_file(&dir).await,
+        Err(e) => Err(e),
+    };
+    match removed {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("cannot remove the slot `{}`: {e}", dir.display())),
+    }
+}
+
+/// Kills `cfxm devnode` processes whose working directory is inside `slot` or inside what
+/// was `slot` before it was deleted (the kernel shows such a directory as `PATH (deleted)`):
+/// devnodes a broken slot's pid files can no longer name. Only processes running `devnode`
+/// from a node directory of this very slot are touched. Linux only (`/proc`); elsewhere a
+/// no-op.
+fn kill_orphans(slot: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let inside = |cwd: &Path| {
+        let text = cwd.to_string_lossy();
+        let text = text.strip_suffix(" (deleted)").unwrap_or(&text);
+        Path::new(text).starts_with(slot) && Path::new(text) != slot
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if !inside(&cwd) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let devnode = cmdline
+            .split(|b| *b == 0)
+            .nth(1)
+            .is_some_and(|arg| arg == b"devnode");
+        if devnode {
+            // SAFETY: kill has no memory-safety preconditions; the pid was just read from
+            // /proc with a working directory inside this slot and a devnode command line.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
 }
 

@@ -13,7 +13,8 @@
 //! - a live resource no desired one claims (a region or zone left out of the spec, a duplicate
 //!   left by an interrupted run) is deleted;
 //! - hosts are a group: instances of a type, zone or subnet the spec no longer wants, stopped
-//!   ones and ones with another key are destroyed and replaced; the rest are kept while their
+//!   ones, ones with another key and ones that did not answer at `reach` (by instance id, from
+//!   the caller) are destroyed and replaced; the rest are kept while their
 //!   nodes fit the wanted count (scale down removes the least preferred first); what is
 //!   missing is added as a count of nodes.
 
@@ -37,6 +38,10 @@ pub struct RegionDiff<'a> {
     pub hosts_address: Address,
     /// `network.create` of the spec's cloud.
     pub may_create_network: bool,
+    /// Instances of this region that did not answer over their transport, by id, with the
+    /// reason to replace each (from the last `reach` record or a liveness check). Ids no
+    /// discovered instance carries are ignored.
+    pub unreachable: &'a BTreeMap<String, String>,
 }
 
 fn short(fingerprint: &str) -> String {
@@ -287,8 +292,13 @@ pub fn region(d: &RegionDiff<'_>) -> Result<Vec<Change>, PlanError> {
             let Attrs::Hosts(attrs) = &want.attrs else {
                 unreachable!("hosts resources carry hosts attributes")
             };
-            let (action, hosts, reason) =
-                hosts_change(attrs, &d.live.instances, &usable_subnets, replace_all);
+            let (action, hosts, reason) = hosts_change(
+                attrs,
+                &d.live.instances,
+                &usable_subnets,
+                replace_all,
+                d.unreachable,
+            );
             let mut c = base(want.address.clone(), ChangeKind::Hosts, action);
             c.after = Some(want.attrs.clone());
             c.reason = reason;
@@ -349,12 +359,14 @@ fn kind_word(kind: Kind) -> &'static str {
     }
 }
 
-/// What happens to a region's instances, and a one-line reason for an update.
+/// What happens to a region's instances, and a one-line reason for an update. `unreachable`:
+/// instance id → why it is replaced (it did not answer); only `instances` are looked up in it.
 pub fn hosts_change(
     want: &HostsAttrs,
     instances: &[LiveInstance],
     usable_subnets: &BTreeSet<String>,
     replace_all: Option<String>,
+    unreachable: &BTreeMap<String, String>,
 ) -> (Action, HostsChange, Option<String>) {
     let mut destroy: Vec<Removal> = Vec::new();
     let mut keep: Vec<&LiveInstance> = Vec::new();
@@ -387,7 +399,9 @@ pub fn hosts_change(
                 i.status
             ))
         } else {
-            None
+            // Last: a stopped or misplaced host does not answer either, and its own reason
+            // says more.
+            unreachable.get(&i.id).cloned()
         };
         match reason {
             Some(reason) => destroy.push(Removal {
@@ -526,6 +540,10 @@ mod tests {
         }
     }
 
+    fn none() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
     fn subnets() -> BTreeSet<String> {
         ["vsw-z1", "vsw-z2"]
             .iter()
@@ -535,7 +553,7 @@ mod tests {
 
     #[test]
     fn a_fresh_region_creates_ceil_nodes_over_nodes_per_host() {
-        let (action, h, reason) = hosts_change(&want(5), &[], &subnets(), None);
+        let (action, h, reason) = hosts_change(&want(5), &[], &subnets(), None, &none());
         assert_eq!(action, Action::Create);
         assert_eq!((h.add_nodes, h.add_hosts), (5, 3));
         assert_eq!(reason, None);
@@ -547,7 +565,7 @@ mod tests {
             inst("i-1", "big", "z1", HostStatus::Running),
             inst("i-2", "small", "z2", HostStatus::Pending),
         ];
-        let (action, h, _) = hosts_change(&want(3), &live, &subnets(), None);
+        let (action, h, _) = hosts_change(&want(3), &live, &subnets(), None, &none());
         assert_eq!(action, Action::NoOp);
         assert_eq!(h.kept_nodes, 3);
     }
@@ -564,7 +582,7 @@ mod tests {
             inst("i-5", "big", "z2", HostStatus::Stopped),
             inst("i-6", "big", "z2", HostStatus::Stopping),
         ];
-        let (action, h, reason) = hosts_change(&want(4), &live, &subnets(), None);
+        let (action, h, reason) = hosts_change(&want(4), &live, &subnets(), None, &none());
         assert_eq!(action, Action::Update);
         let reasons: Vec<(&str, &str)> = h
             .destroy
@@ -602,7 +620,7 @@ mod tests {
             inst("i-4", "small", "z1", HostStatus::Pending),
         ];
         // 6 nodes of capacity, 3 wanted: the pending one, then the small in the worse zone go.
-        let (action, h, _) = hosts_change(&want(3), &live, &subnets(), None);
+        let (action, h, _) = hosts_change(&want(3), &live, &subnets(), None, &none());
         assert_eq!(action, Action::Update);
         let gone: Vec<&str> = h.destroy.iter().map(|r| r.host.id.as_str()).collect();
         assert_eq!(gone, ["i-4", "i-3"]);
@@ -623,9 +641,61 @@ mod tests {
             &live,
             &subnets(),
             Some("its key pair is replaced".into()),
+            &none(),
         );
         assert_eq!(action, Action::Replace);
         assert_eq!(h.destroy[0].reason, "its key pair is replaced");
         assert_eq!(h.add_hosts, 1);
+    }
+
+    #[test]
+    fn hosts_that_did_not_answer_are_replaced_and_unknown_ids_ignored() {
+        let live = [
+            inst("i-1", "big", "z1", HostStatus::Running),
+            inst("i-2", "big", "z2", HostStatus::Running),
+            inst("i-3", "big", "z2", HostStatus::Stopped),
+        ];
+        let why = |id: &str| {
+            format!(
+                "it did not answer at the last `reach` ({id}: no route); an unreachable host is replaced"
+            )
+        };
+        let unreachable: BTreeMap<String, String> = ["i-2", "i-3", "i-9"]
+            .iter()
+            .map(|id| ((*id).to_owned(), why(id)))
+            .collect();
+        let (action, h, reason) = hosts_change(&want(6), &live, &subnets(), None, &unreachable);
+        assert_eq!(action, Action::Update);
+        let reasons: Vec<(&str, &str)> = h
+            .destroy
+            .iter()
+            .map(|r| (r.host.id.as_str(), r.reason.as_str()))
+            .collect();
+        // i-3's own state says more than its silence; i-9 is not one of the region's
+        // instances, so nothing happens to it.
+        assert_eq!(
+            reasons,
+            [
+                ("i-2", why("i-2").as_str()),
+                (
+                    "i-3",
+                    "it is Stopped; a host that is not running is replaced"
+                ),
+            ]
+        );
+        let kept: Vec<&str> = h.kept.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(kept, ["i-1"]);
+        assert_eq!((h.kept_nodes, h.add_nodes, h.add_hosts), (2, 4, 2));
+        assert_eq!(
+            reason.unwrap(),
+            "1 host kept; 4 nodes to place; 2 hosts to destroy"
+        );
+        // Only ids nobody has: nothing changes.
+        let unknown = BTreeMap::from([("i-9".to_owned(), why("i-9"))]);
+        let (action, h, _) = hosts_change(&want(6), &live[..2], &subnets(), None, &unknown);
+        assert_eq!(
+            (action, h.destroy.len(), h.add_nodes),
+            (Action::Update, 0, 2)
+        );
     }
 }

@@ -51,6 +51,7 @@ use crate::provider::aliyun::{AliyunProvider, SetupError, Timing};
 use crate::provider::resource::{Attrs, HostStatus, Kind, Provider, TagScope};
 use crate::spec::{CloudKind, RegionId, Spec, ZoneId};
 use crate::ssh::hosts::Host;
+use crate::stages::reach::UnreachableHost;
 use crate::stages::{Stage, StageError, StageId, StageOptions};
 use crate::state::{
     Address, Fingerprint, JournalLog, OutcomeResult, SpecState, StateDir, StateError,
@@ -350,7 +351,9 @@ pub fn recorded_backfill(
 
 /// Computes the plan of `ctx`'s spec against `live`. `stages` are the experiment's stages
 /// (empty in a build without them); `hosts` the inventory's hosts, used for the stages'
-/// inputs when this plan leaves the hosts as they are.
+/// inputs when this plan leaves the hosts as they are; `stage_live` what [`stage_live`] found
+/// (the hosts it lists as unreachable, and those the latest `reach` record lists, are
+/// destroyed and replaced when discovery finds them among the spec's instances).
 pub fn compute(
     ctx: &Context,
     live: &Live,
@@ -358,13 +361,15 @@ pub fn compute(
     selection: &Selection,
     stages: &[&dyn Stage],
     hosts: Option<&[Host]>,
-    stage_live: &BTreeMap<StageId, crate::stages::Live>,
+    stage_live: &StageLive,
 ) -> Result<Plan, PlanError> {
     let spec = &ctx.spec;
+    let unreachable = unreachable_reasons(log, stage_live);
     let mut changes: Vec<Change> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut basis_live: BTreeMap<String, String> = BTreeMap::new();
     let mut spec_regions: BTreeSet<RegionKey> = BTreeSet::new();
+    let no_unreachable = BTreeMap::new();
 
     for cloud in &spec.clouds {
         let Some(view) = CloudView::of(spec, cloud) else {
@@ -428,6 +433,7 @@ pub fn compute(
                     &[provider.noun(Kind::Hosts)],
                 ),
                 may_create_network: view.network.create,
+                unreachable: unreachable.get(&key).unwrap_or(&no_unreachable),
             })?;
             if let Some(moved) = backfill.get(&region.id)
                 && let Some(h) = region_changes.iter_mut().find_map(|c| c.hosts.as_mut())
@@ -463,6 +469,7 @@ pub fn compute(
             addressed: &addressed,
             hosts_address: desired::address(key.cloud, &key.region, &[provider.noun(Kind::Hosts)]),
             may_create_network: true,
+            unreachable: &no_unreachable,
         })?;
         record_basis(
             &mut basis_live,
@@ -594,7 +601,11 @@ pub fn compute(
             selection,
             stages,
             known_hosts,
-            if hosts_move { &no_live } else { stage_live },
+            if hosts_move {
+                &no_live
+            } else {
+                &stage_live.checks
+            },
             &after_infra,
         )?);
     }
@@ -764,14 +775,28 @@ fn record_basis(
     }
 }
 
+/// What the plan learnt from the live hosts (only reads).
+#[derive(Debug, Clone, Default)]
+pub struct StageLive {
+    /// The live checks of the stages that are current.
+    pub checks: BTreeMap<StageId, crate::stages::Live>,
+    /// Hosts that did not answer the liveness probe, run when `reach` is current but a later
+    /// stage is about to run (a host that died since the last apply is replaced before the
+    /// stages use it).
+    pub unreachable: Vec<UnreachableHost>,
+}
+
 /// The live checks of the stages that are current (nodes still running, logs still there),
-/// over `hosts` as the inventory has them. Only reads; a check that cannot run counts as lost.
+/// over `hosts` as the inventory has them, and the liveness probe of the hosts when a stage
+/// after `reach` is about to run while `reach` itself would not. Only reads; a check that
+/// cannot run counts as lost.
 pub async fn stage_live(
     ctx: &Context,
     stages: &[&dyn Stage],
     hosts: &[crate::stages::StageHost],
     log: &JournalLog,
-) -> BTreeMap<StageId, crate::stages::Live> {
+    selection: &crate::stages::StageSelection,
+) -> StageLive {
     let list: Vec<Host> = hosts.iter().map(|h| h.host.clone()).collect();
     let cx = crate::stages::InputContext {
         spec: &ctx.spec,
@@ -779,13 +804,69 @@ pub async fn stage_live(
         options: &ctx.stage_options,
     };
     let Ok(assessed) = crate::stages::assess(stages, &cx, log) else {
-        return BTreeMap::new();
+        return StageLive::default();
     };
     let live = crate::stages::LiveContext {
         hosts,
         options: &ctx.stage_options,
     };
-    crate::stages::check_live(stages, &assessed, &live, log).await
+    let mut checks = crate::stages::check_live(stages, &assessed, &live, log).await;
+    let reach_current = assessed
+        .iter()
+        .any(|a| a.id == StageId::Reach && a.own == crate::stages::Own::Current);
+    let later_runs = !crate::stages::decide(&assessed, &checks, selection).is_noop();
+    let mut unreachable = Vec::new();
+    if reach_current && later_runs {
+        unreachable = crate::stages::reach::probe_hosts(hosts, &ctx.stage_options).await;
+        if let Some(first) = unreachable.first() {
+            checks.insert(
+                StageId::Reach,
+                crate::stages::Live::Lost {
+                    why: format!(
+                        "{} of {} hosts did not answer a liveness check; first: {}",
+                        unreachable.len(),
+                        hosts.len(),
+                        first.short_error()
+                    ),
+                },
+            );
+        }
+    }
+    StageLive {
+        checks,
+        unreachable,
+    }
+}
+
+/// Per region, the instances to replace because they did not answer, with the reason: those
+/// the latest `reach` record lists, and those the liveness probe found (its word is newer).
+fn unreachable_reasons(
+    log: &JournalLog,
+    stage_live: &StageLive,
+) -> BTreeMap<RegionKey, BTreeMap<String, String>> {
+    use crate::stages::reach::{Seen, last_unreachable, replace_reason};
+    let mut out: BTreeMap<RegionKey, BTreeMap<String, String>> = BTreeMap::new();
+    let recorded = last_unreachable(log);
+    let found = recorded
+        .iter()
+        .map(|h| (h, Seen::LastReach))
+        .chain(stage_live.unreachable.iter().map(|h| (h, Seen::Probe)));
+    for (h, seen) in found {
+        for cloud in [CloudKind::Aliyun, CloudKind::Aws, CloudKind::Local] {
+            // Records of older versions carry no cloud: the region and the id still match.
+            if !h.cloud.is_empty() && h.cloud != cloud.as_str() {
+                continue;
+            }
+            let key = RegionKey {
+                cloud,
+                region: RegionId::new(h.region.clone()),
+            };
+            out.entry(key)
+                .or_default()
+                .insert(h.instance_id.clone(), replace_reason(h, seen));
+        }
+    }
+    out
 }
 
 /// The stages' changes: which run and why, after `after_infra`.
@@ -1000,6 +1081,7 @@ pub fn destroy(
             addressed: &addressed,
             hosts_address,
             may_create_network: true,
+            unreachable: &BTreeMap::new(),
         }) else {
             continue;
         };
@@ -1127,6 +1209,61 @@ mod tests {
             e.to_string(),
             "this plan may run 5 hosts, above `limits.max_hosts` of 4"
         );
+    }
+
+    #[tokio::test]
+    async fn unreachable_hosts_are_keyed_by_cloud_and_region_and_the_probe_has_the_last_word() {
+        use crate::stages::reach::{ReachOutput, UnreachableHost};
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::new(tmp.path())
+            .spec(&crate::spec::SpecName::new("s"))
+            .unwrap();
+        let lock = state.lock("test").unwrap();
+        let journal = state.journal(&lock).unwrap();
+        let host = |id: &str, cloud: &str, region: &str| UnreachableHost {
+            label: id.into(),
+            instance_id: id.into(),
+            ip: "203.0.113.1".into(),
+            cloud: cloud.into(),
+            region: region.into(),
+            error: format!("{id}: unreachable after 3 attempts in 15s: connection refused"),
+        };
+        let out = ReachOutput {
+            hosts: 3,
+            reachable: 0,
+            unreachable: vec![
+                host("i-a", "aliyun", "r1"),
+                host("i-b", "", "r2"),
+                host("i-c", "aliyun", "r1"),
+            ],
+        };
+        let record = crate::state::StageRecord {
+            stage: StageId::Reach.name(),
+            fingerprint: Fingerprint::of(&1).unwrap(),
+            status: crate::state::StageStatus::Failed,
+            outputs: serde_json::json!({ "inputs": {}, "result": out }),
+            error: Some("over budget".into()),
+        };
+        journal.stage(record).await.unwrap();
+        let live = StageLive {
+            checks: BTreeMap::new(),
+            unreachable: vec![host("i-c", "aliyun", "r1")],
+        };
+        let got = unreachable_reasons(&journal.log(), &live);
+        let key = |cloud, region: &str| RegionKey {
+            cloud,
+            region: RegionId::new(region),
+        };
+        let r1 = &got[&key(CloudKind::Aliyun, "r1")];
+        assert_eq!(
+            r1["i-a"],
+            "it did not answer at the last `reach` (unreachable after 3 attempts in 15s: connection refused); an unreachable host is replaced"
+        );
+        assert!(r1["i-c"].starts_with("it did not answer a liveness check just now ("));
+        assert!(!got.contains_key(&key(CloudKind::Aws, "r1")));
+        // A record without a cloud (an older cfxm) matches by region and id in any cloud.
+        assert!(got[&key(CloudKind::Aws, "r2")].contains_key("i-b"));
+        assert!(got[&key(CloudKind::Local, "r2")].contains_key("i-b"));
     }
 
     #[test]

@@ -147,11 +147,16 @@ pub enum TransportError {
         cause: std::io::Error,
     },
 
-    /// A local-cloud host whose slot directory does not exist.
-    #[error("{host}: local host slot `{dir}` does not exist")]
+    /// A local-cloud host whose slot is not a directory (never made, removed or replaced):
+    /// the local cloud's way for a host to be down.
+    #[error(
+        "{host}: local host slot `{dir}` is not a directory (missing or replaced): the host is down"
+    )]
     #[diagnostic(
         code(cfxm::ssh::no_slot),
-        help("the local cloud creates slots on `cfxm apply`; run it, or check `--state-dir`")
+        help(
+            "`cfxm apply` makes the slots of new hosts and replaces a host whose slot is gone; check `--state-dir`"
+        )
     )]
     NoSlot { host: String, dir: PathBuf },
 

@@ -109,7 +109,12 @@ impl LocalTransport {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| self.local_err(Path::new("/bin/sh"), e))?;
+            // The slot may have gone since it was checked: that is a host down, not a local
+            // error.
+            .map_err(|e| match self.check_slot() {
+                Ok(()) => self.local_err(Path::new("/bin/sh"), e),
+                Err(gone) => gone,
+            })?;
         let guard = KillGroupOnDrop(child.id());
         let mut child_in = child.stdin.take();
         let mut child_out = child.stdout.take().expect("piped");

@@ -2,11 +2,13 @@
 //! `cfxm apply` from an empty cloud to the latency report (8 devnodes on 4 slots in 2 regions,
 //! 50 blocks), a no-op re-plan, a new `blocks.count` re-running only blocks/collect/report on
 //! the same network, an apply killed during `blocks` and resumed, and `destroy` leaving no
-//! process, no slot and nothing tagged.
+//! process, no slot and nothing tagged; hosts that die (devnodes killed, slot broken) replaced
+//! by the next apply, or within one apply by a replacement round.
 //!
 //! Each test has its own temporary directory (spec and state): its local cloud is its own
 //! in-process emulator, on a loopback block of its own.
 
+mod replace;
 mod run;
 
 use std::path::{Path, PathBuf};

@@ -334,8 +334,9 @@ fn local_hosts_run_in_their_slot() {
     // The local cloud creates slots; none exists yet.
     assert_eq!(out.code, Some(1));
     assert!(
-        out.stderr
-            .contains("local host slot `state/fleet/slots/slot-7` does not exist"),
+        out.stderr.contains(
+            "local host slot `state/fleet/slots/slot-7` is not a directory (missing or replaced)"
+        ),
         "{}",
         out.stderr
     );

@@ -40,7 +40,7 @@ async fn a_missing_slot_is_a_clear_error() {
     assert_eq!(
         err.to_string(),
         format!(
-            "i-gone (local {d}): local host slot `{d}` does not exist",
+            "i-gone (local {d}): local host slot `{d}` is not a directory (missing or replaced): the host is down",
             d = dir.display()
         )
     );

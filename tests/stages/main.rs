@@ -1,9 +1,11 @@
 //! The stages area: the generated node config against the original's keys and formulas
 //! (snapshots), and the experiment end to end over local host slots running real devnode
-//! processes of the built binary.
+//! processes of the built binary; and the bound on rounds of replacing hosts that do not
+//! answer.
 
 mod config;
 mod local;
+mod rounds;
 
 /// A spec on the local cloud: `regions` × `nodes` nodes, `nodes_per_host` per host.
 pub fn spec_text(regions: &[(&str, u32)], nodes_per_host: u32, extra: &str) -> String {
