@@ -13,7 +13,6 @@ use super::{SpecArg, StateDirArg};
 use crate::apply::run::{self, ApplyRequest, PlanRequest};
 use crate::apply::{ApplyOptions, DEFAULT_PARALLELISM};
 use crate::render::{self, Style};
-use crate::spec;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -51,19 +50,13 @@ pub fn run(args: ApplyArgs) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let spec = match spec::load(&args.spec.spec) {
+    let spec = match super::diagnostics::load_spec(&args.spec.spec) {
         Ok(s) => s,
-        Err(errs) => {
-            eprint!("{}", super::render_spec_errors(&errs));
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    let runtime = match progress::runtime() {
+    let runtime = match super::diagnostics::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let ui = Ui::new();
     let cancel = progress::cancel_on_ctrl_c(&runtime, ui.clone());

@@ -84,12 +84,9 @@ pub fn run(args: DestroyArgs) -> ExitCode {
             }
         },
     };
-    let runtime = match progress::runtime() {
+    let runtime = match super::diagnostics::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let ui = Ui::new();
     let cancel = progress::cancel_on_ctrl_c(&runtime, ui.clone());

@@ -43,3 +43,20 @@ pub fn render_spec_errors(errs: &SpecErrors) -> String {
     out.push_str(&format!("error: {errs}\n"));
     out
 }
+
+/// The spec at `path`, or its diagnostics printed on stderr and exit code 1 (what every
+/// command that reads a spec does with a bad one).
+pub fn load_spec(path: &std::path::Path) -> Result<crate::spec::Spec, std::process::ExitCode> {
+    crate::spec::load(path).map_err(|errs| {
+        eprint!("{}", render_spec_errors(&errs));
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// The commands' tokio runtime, or the reason it could not start on stderr and exit code 1.
+pub fn runtime() -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    super::progress::runtime().map_err(|e| {
+        eprintln!("error: {e}");
+        std::process::ExitCode::from(1)
+    })
+}

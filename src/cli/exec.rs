@@ -17,7 +17,6 @@ use clap::{ArgGroup, Args};
 use serde_json::json;
 
 use super::{Format, SpecArg};
-use crate::spec;
 use crate::ssh::SshOptions;
 use crate::ssh::fanout::{
     self, Action, ExecOptions, FanoutEvent, FanoutReport, Outcome, OutcomeClass, Stream,
@@ -68,12 +67,9 @@ pub struct ExecArgs {
 }
 
 pub fn run(args: ExecArgs) -> ExitCode {
-    let spec = match spec::load(&args.spec.spec) {
+    let spec = match super::diagnostics::load_spec(&args.spec.spec) {
         Ok(s) => s,
-        Err(errs) => {
-            eprint!("{}", super::render_spec_errors(&errs));
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let filter = match args
         .hosts

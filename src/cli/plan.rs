@@ -11,7 +11,6 @@ use super::progress::{self, SelectArgs, TuningArgs, Ui};
 use super::{SpecArg, StateDirArg};
 use crate::apply::run::{self, PlanRequest};
 use crate::render::{self, Style};
-use crate::spec;
 
 /// How a plan is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -62,19 +61,13 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: PlanArgs) -> ExitCode {
-    let spec = match spec::load(&args.spec.spec) {
+    let spec = match super::diagnostics::load_spec(&args.spec.spec) {
         Ok(s) => s,
-        Err(errs) => {
-            eprint!("{}", super::render_spec_errors(&errs));
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    let runtime = match progress::runtime() {
+    let runtime = match super::diagnostics::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let ui = Ui::new();
     let request = PlanRequest {

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::progress::{self, TuningArgs, Ui};
+use super::progress::{TuningArgs, Ui};
 use super::{Format, SpecArg, StateDirArg};
-use crate::spec;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -27,19 +26,13 @@ pub struct ShowArgs {
 }
 
 pub fn run(args: ShowArgs) -> ExitCode {
-    let spec = match spec::load(&args.spec.spec) {
+    let spec = match super::diagnostics::load_spec(&args.spec.spec) {
         Ok(s) => s,
-        Err(errs) => {
-            eprint!("{}", super::render_spec_errors(&errs));
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    let runtime = match progress::runtime() {
+    let runtime = match super::diagnostics::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let ui = Ui::new();
     let on_event = {
