@@ -1,7 +1,8 @@
 //! Hosts that die are replaced: one found dead by the plan's liveness check before the stages
 //! run on it, and one that dies between a saved plan and its apply, found by `reach` and
 //! replaced by a round of the same apply. The fleet ends whole, the report covers every node,
-//! the next plan is empty, and `destroy` leaves nothing.
+//! the next plan is empty, and `destroy` leaves nothing. A selection (`--only stages`) that
+//! keeps a dead host fails at `reach`, naming it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -159,4 +160,51 @@ fn dead_hosts_are_replaced_before_the_stages_and_within_an_apply() {
     lab.cfxm(&["destroy", "-f", spec, "--auto-approve"]).ok();
     assert_eq!(processes_under(lab.path()), Vec::new());
     assert!(!state.join("slots").exists());
+}
+
+/// `--only stages` keeps the hosts as they are, so a dead host cannot be replaced: the apply
+/// stops at `reach` with a cause naming the host and a fix, and nothing runs on the fleet.
+#[test]
+fn a_selection_that_keeps_a_dead_host_fails_at_reach_naming_it() {
+    let lab = Lab::default();
+    let spec = lab.spec(&spec_yaml(10));
+    let spec = spec.to_str().unwrap();
+    let state = lab.state("exp");
+    lab.cfxm(&["apply", "-f", spec, "--auto-approve"]).ok();
+    let before = hosts(&state);
+    let (dead, dead_region) = before[0].clone();
+    let slot = state.join("slots").join(&dead);
+    kill_devnodes(&slot);
+    std::fs::remove_dir_all(&slot).unwrap();
+    lab.spec(&spec_yaml(12));
+
+    let out = lab.cfxm(&["apply", "-f", spec, "--only", "stages", "--auto-approve"]);
+    assert_eq!(out.code, Some(1), "{}", out.transcript());
+    let cause = format!(
+        "hosts did not answer at `reach`, and this apply's selection leaves them in place: {dead} ({dead_region})"
+    );
+    // miette folds long lines: compare without the folding.
+    let unfolded: String = out
+        .stderr
+        .lines()
+        .map(|l| l.trim_start_matches([' ', '│']).trim_end())
+        .collect();
+    assert!(unfolded.contains(&cause), "{cause}:\n{}", out.transcript());
+    assert!(
+        unfolded.contains("without the `--only`/`--skip` that leaves their region out"),
+        "{}",
+        out.transcript()
+    );
+    assert!(
+        !out.stderr.contains("run stage/blocks"),
+        "blocks ran on a fleet with a dead host:\n{}",
+        out.transcript()
+    );
+    assert_eq!(hosts(&state), before, "the selection changed the hosts");
+
+    // Without the selection, the same apply replaces it.
+    lab.cfxm(&["apply", "-f", spec, "--auto-approve"]).ok();
+    assert!(hosts(&state).iter().all(|(id, _)| *id != dead));
+    lab.cfxm(&["destroy", "-f", spec, "--auto-approve"]).ok();
+    assert_eq!(processes_under(lab.path()), Vec::new());
 }
