@@ -687,6 +687,64 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Vec<String>>, StepError>>;
 }
 
+/// A failed read in the middle of a mutation: the step stops (the read has its own retries).
+pub(crate) fn read_failed(e: ProviderError) -> StepError {
+    StepError::from(crate::apply::retry::Stopped {
+        error: e,
+        decision: crate::apply::Decision::Stop(crate::apply::StopReason::Fatal),
+        attempts: 1,
+        elapsed: std::time::Duration::ZERO,
+    })
+}
+
+/// Deletes instances `batch` at a time with `delete`. Both clouds refuse a whole call when one id
+/// is already gone (Aliyun's DeleteInstances, EC2's `InvalidInstanceID.NotFound`): such a
+/// refusal ([`StepError::is_done`]) re-reads which still stand with `still_there` and retries
+/// with those, at most four rounds a batch (each round drops the gone ones). What is left then
+/// fails the step, listed, with `verb` ("deleted", "terminated") in the message.
+///
+/// The closures take the ids by value: their futures then borrow nothing from this function,
+/// which keeps them `Send` inside the providers' boxed futures.
+pub(crate) async fn delete_instances_in_rounds<D, DF, S, SF>(
+    region: &RegionId,
+    verb: &str,
+    ids: &[String],
+    batch: usize,
+    mut delete: D,
+    mut still_there: S,
+) -> Result<(), StepError>
+where
+    D: FnMut(Vec<String>) -> DF,
+    DF: std::future::Future<Output = Result<(), StepError>>,
+    S: FnMut(Vec<String>) -> SF,
+    SF: std::future::Future<Output = Result<Vec<String>, StepError>>,
+{
+    for chunk in ids.chunks(batch.max(1)) {
+        let mut left: Vec<String> = chunk.to_vec();
+        for _round in 0..4 {
+            if left.is_empty() {
+                break;
+            }
+            match delete(left.clone()).await {
+                Ok(()) => left.clear(),
+                Err(e) if e.is_done() => left = still_there(left).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        if !left.is_empty() {
+            return Err(StepError::failed(
+                format!(
+                    "{} instance(s) in `{region}` could not be {verb}: {}",
+                    left.len(),
+                    left.join(", ")
+                ),
+                "run `cfxm destroy` again; it retries what is left",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@ use crate::apply::{ApiClass, Mutations, Operation, RateBuckets, RetryPolicy, Ste
 use crate::provider::ErrorClass;
 use crate::provider::resource::{
     Attrs, HostStatus, ImageRef, Kind, Launch, LiveInstance, LiveResource, Provider, ProviderError,
-    RegionScan, Rule, TagScope, Tags, ZoneOffer,
+    RegionScan, Rule, TagScope, Tags, ZoneOffer, delete_instances_in_rounds, read_failed,
 };
 use crate::spec::{CloudKind, InstanceType, RegionId, ZoneId};
 use crate::ssh::BoxFuture;
@@ -1182,61 +1182,41 @@ impl Provider for AliyunProvider {
         ids: &'a [String],
     ) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            for batch in ids.chunks(super::MAX_IDS_PER_CALL) {
-                let mut left: Vec<String> = batch.to_vec();
-                // DeleteInstances refuses the whole batch when one id is gone; re-read and
-                // retry with what is still there (bounded: each round removes the gone ones).
-                for _round in 0..4 {
-                    if left.is_empty() {
-                        break;
-                    }
+            delete_instances_in_rounds(
+                region,
+                "deleted",
+                ids,
+                super::MAX_IDS_PER_CALL,
+                move |left: Vec<String>| async move {
                     let params = json!({ "RegionId": region, "InstanceIds": left, "Force": true });
-                    let result = m
-                        .call(
-                            "DeleteInstances",
-                            None,
-                            params,
-                            Operation::Delete,
-                            |_: &()| left.clone(),
-                            |_| {
-                                self.paced(
-                                    region,
-                                    "DeleteInstances",
-                                    self.client.delete_instances(region, &left, true),
-                                )
-                            },
-                        )
-                        .await;
-                    match result {
-                        Ok(()) => {
-                            left.clear();
-                        }
-                        Err(e) if e.is_done() => {
-                            let present = self
-                                .instance_status(region, &left)
-                                .await
-                                .map_err(read_failed)?;
-                            left = present
-                                .into_iter()
-                                .filter(|(_, s)| *s != HostStatus::Stopping)
-                                .map(|(id, _)| id)
-                                .collect();
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                if !left.is_empty() {
-                    return Err(StepError::failed(
-                        format!(
-                            "{} instance(s) in `{region}` could not be deleted: {}",
-                            left.len(),
-                            left.join(", ")
-                        ),
-                        "run `cfxm destroy` again; it retries what is left",
-                    ));
-                }
-            }
-            Ok(())
+                    m.call(
+                        "DeleteInstances",
+                        None,
+                        params,
+                        Operation::Delete,
+                        |_: &()| left.clone(),
+                        |_| {
+                            self.paced(
+                                region,
+                                "DeleteInstances",
+                                self.client.delete_instances(region, &left, true),
+                            )
+                        },
+                    )
+                    .await
+                },
+                move |left: Vec<String>| async move {
+                    Ok(self
+                        .instance_status(region, &left)
+                        .await
+                        .map_err(read_failed)?
+                        .into_iter()
+                        .filter(|(_, s)| *s != HostStatus::Stopping)
+                        .map(|(id, _)| id)
+                        .collect())
+                },
+            )
+            .await
         })
     }
 
@@ -1290,15 +1270,6 @@ impl Provider for AliyunProvider {
 
 fn none(_: &()) -> Vec<String> {
     Vec::new()
-}
-
-fn read_failed(e: ProviderError) -> StepError {
-    StepError::from(crate::apply::retry::Stopped {
-        error: e,
-        decision: crate::apply::Decision::Stop(crate::apply::StopReason::Fatal),
-        attempts: 1,
-        elapsed: Duration::ZERO,
-    })
 }
 
 fn already_exists(e: &StepError) -> bool {

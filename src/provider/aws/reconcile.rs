@@ -43,13 +43,14 @@ use super::{
 };
 use crate::apply::{
     ApiClass, Decision, MutationError, Mutations, Operation, RateBuckets, RetryPolicy, StepError,
-    StopReason, retry,
+    retry,
 };
 use crate::provider::ErrorClass;
 use crate::provider::aliyun::Timing;
 use crate::provider::resource::{
     Attrs, HostStatus, ImageRef, Kind, Launch, LiveInstance, LiveResource, Provider, ProviderError,
-    RegionScan, Rule, TAG_OWNER, TagScope, Tags, ZoneOffer,
+    RegionScan, Rule, TAG_OWNER, TagScope, Tags, ZoneOffer, delete_instances_in_rounds,
+    read_failed,
 };
 use crate::spec::{AwsSettings, Cidr, CloudKind, InstanceType, Region, RegionId, ZoneId};
 use crate::ssh::BoxFuture;
@@ -1495,60 +1496,44 @@ impl Provider for AwsProvider {
         ids: &'a [String],
     ) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let ec2 = self.ec2(region);
-            for chunk in ids.chunks(1000) {
-                let mut left: Vec<String> = chunk.to_vec();
-                // One unknown id fails the whole call (`InvalidInstanceID.NotFound`): re-read
-                // and retry with what is still there (bounded: each round drops the gone ones).
-                for _round in 0..4 {
-                    if left.is_empty() {
-                        break;
-                    }
+            let ec2 = &self.ec2(region);
+            delete_instances_in_rounds(
+                region,
+                "terminated",
+                ids,
+                1000,
+                move |left: Vec<String>| async move {
                     let params = json!({ "Region": region, "InstanceIds": left });
                     let instance_ids: Vec<InstanceId> = left.iter().map(InstanceId::new).collect();
-                    let result = m
-                        .call(
-                            "TerminateInstances",
-                            None,
-                            params,
-                            Operation::Delete,
-                            |_: &Vec<super::InstanceStateChange>| left.clone(),
-                            |_| {
-                                self.paced(
-                                    region,
-                                    "TerminateInstances",
-                                    ec2.terminate_instances(&instance_ids),
-                                )
-                            },
-                        )
-                        .await;
-                    match result {
-                        Ok(_) => left.clear(),
-                        Err(e) if e.is_done() => {
-                            left = self
-                                .instances_by_id(region, &left)
-                                .await
-                                .map_err(read_failed)?
-                                .into_iter()
-                                .filter(|i| host_status(&i.state.name) != HostStatus::Stopping)
-                                .map(|i| i.id.to_string())
-                                .collect();
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                if !left.is_empty() {
-                    return Err(StepError::failed(
-                        format!(
-                            "{} instance(s) in `{region}` could not be terminated: {}",
-                            left.len(),
-                            left.join(", ")
-                        ),
-                        "run `cfxm destroy` again; it retries what is left",
-                    ));
-                }
-            }
-            Ok(())
+                    m.call(
+                        "TerminateInstances",
+                        None,
+                        params,
+                        Operation::Delete,
+                        |_: &Vec<super::InstanceStateChange>| left.clone(),
+                        |_| {
+                            self.paced(
+                                region,
+                                "TerminateInstances",
+                                ec2.terminate_instances(&instance_ids),
+                            )
+                        },
+                    )
+                    .await
+                    .map(drop)
+                },
+                move |left: Vec<String>| async move {
+                    Ok(self
+                        .instances_by_id(region, &left)
+                        .await
+                        .map_err(read_failed)?
+                        .into_iter()
+                        .filter(|i| host_status(&i.state.name) != HostStatus::Stopping)
+                        .map(|i| i.id.to_string())
+                        .collect())
+                },
+            )
+            .await
         })
     }
 
@@ -1695,15 +1680,6 @@ fn none<T>(_: &T) -> Vec<String> {
 /// A delete that found its target gone succeeded.
 fn done(e: StepError) -> Result<(), StepError> {
     if e.is_done() { Ok(()) } else { Err(e) }
-}
-
-fn read_failed(e: ProviderError) -> StepError {
-    StepError::from(crate::apply::retry::Stopped {
-        error: e,
-        decision: Decision::Stop(StopReason::Fatal),
-        attempts: 1,
-        elapsed: Duration::ZERO,
-    })
 }
 
 /// A "no capacity here" decided without a call.
