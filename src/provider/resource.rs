@@ -697,6 +697,53 @@ pub(crate) fn read_failed(e: ProviderError) -> StepError {
     })
 }
 
+/// Polls `state()` every `poll` until it says `available` (a new VPC, vSwitch or subnet) and
+/// returns that status. Absent (`None`, or a NotFound read) right after the create is read lag,
+/// not failure (aliyun-api.md §4.2); still not available after `ready` fails the step with a fix.
+/// `cloud` names the cloud in that fix.
+pub(crate) async fn wait_available<F, Fut>(
+    m: &Mutations<'_>,
+    region: &RegionId,
+    id: &str,
+    (ready, poll): (std::time::Duration, std::time::Duration),
+    cloud: &str,
+    mut state: F,
+) -> Result<String, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, ProviderError>>,
+{
+    // tokio's clock: tests that pause time see the wait end without waiting.
+    let started = tokio::time::Instant::now();
+    loop {
+        let now = match state().await {
+            Ok(s) => s,
+            Err(e) if e.class == ErrorClass::NotFound => None,
+            Err(e) => return Err(read_failed(e)),
+        };
+        if let Some(s) = &now
+            && s.eq_ignore_ascii_case("available")
+        {
+            return Ok(s.clone());
+        }
+        if started.elapsed() >= ready {
+            return Err(StepError::failed(
+                format!(
+                    "`{id}` in `{region}` is still {} after {}",
+                    now.as_deref().unwrap_or("invisible"),
+                    humantime::format_duration(ready)
+                ),
+                format!("{cloud} is slow to provision networks; run `cfxm apply` again to resume"),
+            ));
+        }
+        m.progress(format!(
+            "waiting for `{id}` to be Available ({})",
+            now.as_deref().unwrap_or("not visible yet")
+        ));
+        m.sleep(poll).await?;
+    }
+}
+
 /// Deletes instances `batch` at a time with `delete`. Both clouds refuse a whole call when one id
 /// is already gone (Aliyun's DeleteInstances, EC2's `InvalidInstanceID.NotFound`): such a
 /// refusal ([`StepError::is_done`]) re-reads which still stand with `still_there` and retries

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::time::Instant;
 
 use super::{
     AliyunError, Client, CreateSecurityGroupRequest, CreateVSwitchRequest, CreateVpcRequest,
@@ -29,6 +28,7 @@ use crate::provider::ErrorClass;
 use crate::provider::resource::{
     Attrs, HostStatus, ImageRef, Kind, Launch, LiveInstance, LiveResource, Provider, ProviderError,
     RegionScan, Rule, TagScope, Tags, ZoneOffer, delete_instances_in_rounds, read_failed,
+    wait_available,
 };
 use crate::spec::{CloudKind, InstanceType, RegionId, ZoneId};
 use crate::ssh::BoxFuture;
@@ -241,9 +241,9 @@ impl AliyunProvider {
         kind: Kind,
         id: &str,
     ) -> Result<String, StepError> {
-        let started = Instant::now();
-        loop {
-            let status = match kind {
+        let timing = (self.timing.network_ready, self.timing.poll);
+        wait_available(m, region, id, timing, "the cloud", || async {
+            Ok(match kind {
                 Kind::Network => {
                     let q = VpcQuery {
                         ids: vec![id.to_owned()],
@@ -252,8 +252,7 @@ impl AliyunProvider {
                     self.read(region, "DescribeVpcs", || {
                         self.client.describe_vpcs(region, &q)
                     })
-                    .await
-                    .map_err(read_failed)?
+                    .await?
                     .into_iter()
                     .find(|v| v.vpc_id == id)
                     .map(|v| v.status)
@@ -266,35 +265,14 @@ impl AliyunProvider {
                     self.read(region, "DescribeVSwitches", || {
                         self.client.describe_vswitches(region, &q)
                     })
-                    .await
-                    .map_err(read_failed)?
+                    .await?
                     .into_iter()
                     .find(|v| v.vswitch_id == id)
                     .map(|v| v.status)
                 }
-            };
-            // Absent right after creation is read lag, not failure (aliyun-api.md §4.2).
-            if let Some(s) = &status
-                && s.eq_ignore_ascii_case("available")
-            {
-                return Ok(s.clone());
-            }
-            if started.elapsed() >= self.timing.network_ready {
-                return Err(StepError::failed(
-                    format!(
-                        "`{id}` in `{region}` is still {} after {}",
-                        status.as_deref().unwrap_or("invisible"),
-                        humantime::format_duration(self.timing.network_ready)
-                    ),
-                    "the cloud is slow to provision networks; run `cfxm apply` again to resume",
-                ));
-            }
-            m.progress(format!(
-                "waiting for `{id}` to be Available ({})",
-                status.as_deref().unwrap_or("not visible yet")
-            ));
-            m.sleep(self.timing.poll).await?;
-        }
+            })
+        })
+        .await
     }
 
     async fn rules_of(

@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::time::Instant;
 
 use super::fingerprint::key_fingerprint;
 use super::{
@@ -50,7 +49,7 @@ use crate::provider::aliyun::Timing;
 use crate::provider::resource::{
     Attrs, HostStatus, ImageRef, Kind, Launch, LiveInstance, LiveResource, Provider, ProviderError,
     RegionScan, Rule, TAG_OWNER, TagScope, Tags, ZoneOffer, delete_instances_in_rounds,
-    read_failed,
+    read_failed, wait_available,
 };
 use crate::spec::{AwsSettings, Cidr, CloudKind, InstanceType, Region, RegionId, ZoneId};
 use crate::ssh::BoxFuture;
@@ -461,49 +460,6 @@ impl AwsProvider {
             parent_id: None,
             tags: tags.clone(),
         })
-    }
-
-    /// Polls until `state()` says `available` (a new VPC or subnet); absent right after the
-    /// create is read lag, not failure.
-    async fn wait_available<F, Fut>(
-        &self,
-        m: &Mutations<'_>,
-        region: &RegionId,
-        id: &str,
-        mut state: F,
-    ) -> Result<String, StepError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<Option<String>, ProviderError>>,
-    {
-        let started = Instant::now();
-        loop {
-            let now = match state().await {
-                Ok(s) => s,
-                Err(e) if e.class == ErrorClass::NotFound => None,
-                Err(e) => return Err(read_failed(e)),
-            };
-            if let Some(s) = &now
-                && s.eq_ignore_ascii_case("available")
-            {
-                return Ok(s.clone());
-            }
-            if started.elapsed() >= self.timing.network_ready {
-                return Err(StepError::failed(
-                    format!(
-                        "`{id}` in `{region}` is still {} after {}",
-                        now.as_deref().unwrap_or("invisible"),
-                        humantime::format_duration(self.timing.network_ready)
-                    ),
-                    "EC2 is slow to provision networks; run `cfxm apply` again to resume",
-                ));
-            }
-            m.progress(format!(
-                "waiting for `{id}` to be available ({})",
-                now.as_deref().unwrap_or("not visible yet")
-            ));
-            m.sleep(self.timing.poll).await?;
-        }
     }
 
     /// Attaches `gateway` to `vpc` (unless it is) and points the main route table's default
@@ -1054,6 +1010,7 @@ impl Provider for AwsProvider {
     ) -> BoxFuture<'a, Result<LiveResource, StepError>> {
         Box::pin(async move {
             let ec2 = self.ec2(region);
+            let timing = (self.timing.network_ready, self.timing.poll);
             let vpc_of_parent = || {
                 parent.map(|p| VpcId::new(&p.id)).ok_or_else(|| {
                     StepError::failed(
@@ -1090,8 +1047,8 @@ impl Provider for AwsProvider {
                         )
                         .await?;
                     let ids = [vpc.id.clone()];
-                    let status = self
-                        .wait_available(m, region, vpc.id.as_str(), || async {
+                    let status =
+                        wait_available(m, region, vpc.id.as_str(), timing, "EC2", || async {
                             self.read(region, "DescribeVpcs", || ec2.describe_vpcs(&ids, &[]))
                                 .await
                                 .map(|v| v.into_iter().next().map(|v| v.state))
@@ -1137,8 +1094,8 @@ impl Provider for AwsProvider {
                         )
                         .await?;
                     let ids = [subnet.id.clone()];
-                    let status = self
-                        .wait_available(m, region, subnet.id.as_str(), || async {
+                    let status =
+                        wait_available(m, region, subnet.id.as_str(), timing, "EC2", || async {
                             self.read(region, "DescribeSubnets", || {
                                 ec2.describe_subnets(&ids, &[])
                             })
